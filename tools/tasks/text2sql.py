@@ -1,0 +1,133 @@
+"""Text-to-SQL tasks: the schema is in the prompt as CREATE TABLE statements, the answer is one SQL query.
+
+Categories come from the SQL syntax tree (sqlglot). An example carries every category that applies; its primary
+category is the first in :data:`CATEGORY_PRIORITY`, the most demanding construct the query uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlglot
+from sqlglot import exp
+
+from tools.data import FlockRecord
+from tools.tasks.base import Categorization, TaskPlugin
+
+CATEGORY_DESCRIPTIONS: dict[str, str] = {
+    "set_operation": "UNION / INTERSECT / EXCEPT of two queries",
+    "nested": "a subquery (IN / EXISTS / scalar comparison / derived table / CTE)",
+    "group_by": "GROUP BY, with or without HAVING",
+    "join": "a JOIN of two or more tables",
+    "aggregation": "an aggregate (COUNT/SUM/AVG/MIN/MAX) over the whole result, no GROUP BY",
+    "order_limit": "ORDER BY and/or LIMIT",
+    "filter": "a plain SELECT with WHERE conditions (or none)",
+}
+CATEGORY_PRIORITY: tuple[str, ...] = tuple(CATEGORY_DESCRIPTIONS)
+UNPARSABLE = "unparsable"
+
+_CREATE_TABLE = re.compile(r"CREATE\s+TABLE\b.*?\)\s*;", re.IGNORECASE | re.DOTALL)
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+_QUESTION_PREFIX = re.compile(r"^(question|q|input|request)\s*:\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Text2SQLPrompt:
+    """The parts of a text-to-SQL user turn."""
+
+    schema: str
+    question: str
+
+
+def parse_prompt(user_text: str) -> Text2SQLPrompt:
+    """Split a user turn into its CREATE TABLE statements and the question that follows them."""
+    statements = _CREATE_TABLE.findall(user_text)
+    schema = "\n".join(s.strip() for s in statements)
+    end = 0
+    for match in _CREATE_TABLE.finditer(user_text):
+        end = match.end()
+    rest = user_text[end:].strip() if statements else user_text.strip()
+    question = _QUESTION_PREFIX.sub("", rest).strip()
+    return Text2SQLPrompt(schema=schema, question=question)
+
+
+def clean_sql(text: str) -> str:
+    """The SQL of an assistant answer: code fences and a trailing semicolon removed."""
+    sql = _FENCE.sub("", text.strip()).strip()
+    return sql.rstrip(";").strip()
+
+
+def sql_categories(tree: exp.Expression) -> tuple[str, ...]:
+    """Every category a parsed query belongs to, in priority order."""
+    found: set[str] = set()
+    if tree.find(exp.SetOperation) is not None:
+        found.add("set_operation")
+    for select in tree.find_all(exp.Select):
+        parent = select.parent
+        while parent is not None and not isinstance(parent, exp.Select):
+            parent = parent.parent
+        if parent is not None:
+            found.add("nested")
+            break
+    if tree.find(exp.Group) is not None:
+        found.add("group_by")
+    if tree.find(exp.Join) is not None:
+        found.add("join")
+    if tree.find(exp.AggFunc) is not None:
+        found.add("aggregation")
+    if tree.find(exp.Order) is not None or tree.find(exp.Limit) is not None:
+        found.add("order_limit")
+    if not found:
+        found.add("filter")
+    return tuple(c for c in CATEGORY_PRIORITY if c in found)
+
+
+@lru_cache(maxsize=65536)
+def categorize_sql(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``(primary, all_categories)`` of a SQL query; ``('unparsable', ())`` when sqlglot cannot parse it."""
+    try:
+        tree = sqlglot.parse_one(clean_sql(sql), read="sqlite")
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError):
+        return UNPARSABLE, ()
+    if tree is None:
+        return UNPARSABLE, ()
+    tags = sql_categories(tree)
+    return tags[0], tags
+
+
+def looks_like_sql(text: str) -> bool:
+    return bool(re.match(r"^\s*(```sql\s*)?(SELECT|WITH)\b", text, re.IGNORECASE))
+
+
+class Text2SQLPlugin(TaskPlugin):
+    name = "text2sql"
+    description = "Text-to-SQL: schema (CREATE TABLE) and question in, one SQL query out."
+
+    def detect(self, records: Sequence[FlockRecord]) -> float:
+        hits = 0
+        for record in records:
+            prompt_text = (record.system or "") + "\n" + record.first_user_text()
+            answers = record.assistant_texts()
+            if _CREATE_TABLE.search(prompt_text) and answers and looks_like_sql(answers[-1]):
+                hits += 1
+        return hits / len(records) if records else 0.0
+
+    def categorize(self, record: FlockRecord) -> Categorization:
+        answers = record.assistant_texts()
+        primary, tags = categorize_sql(answers[-1]) if answers else (UNPARSABLE, ())
+        return Categorization(primary=primary, tags=tags or (primary,))
+
+    def categories(self) -> dict[str, str]:
+        return dict(CATEGORY_DESCRIPTIONS)
+
+    @staticmethod
+    def prompt_of(record: FlockRecord) -> Text2SQLPrompt:
+        """Schema and question of a record; a schema given in the system prompt counts too."""
+        prompt = parse_prompt(record.first_user_text())
+        if not prompt.schema and record.system:
+            system_prompt = parse_prompt(record.system)
+            return Text2SQLPrompt(schema=system_prompt.schema, question=prompt.question)
+        return prompt
