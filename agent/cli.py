@@ -39,10 +39,10 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command()
 def profile(
-    file: Annotated[Path | None, typer.Argument(help="FLock JSONL file (default: the bundled demo task's training set)")] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token statistics: Hub id, folder or GGUF file")] = None,
+    file: Annotated[Path | None, typer.Argument(help="FLock JSONL file (default: demo training set)")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token counts: Hub id, folder or GGUF")] = None,
     task_type: Annotated[str | None, typer.Option(help="text2sql | function_calling | chat (default: detect)")] = None,
-    lenient: Annotated[bool, typer.Option(help="Skip bad lines and report them instead of stopping at the first")] = False,
+    lenient: Annotated[bool, typer.Option(help="Skip bad lines and report them, instead of stopping")] = False,
 ) -> None:
     """Validate a FLock JSONL file and print counts per category, token lengths and problems."""
     path = file or DEMO_TASK_DIR / "training_set.jsonl"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(prompt_id: str, directory: Path = PROMPT_DIR) -> Prompt:
     """Load ``<directory>/<prompt_id>.md``."""
     path = directory / f"{prompt_id}.md"

@@ -190,6 +190,8 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _issue_code(error_type: str, message: str) -> str:
+    if error_type == "literal_error":
+        return "unknown_role"
     if "function_call" in message:
         return "bad_function_call"
     if "no assistant turn" in message:
@@ -198,8 +200,6 @@ def _issue_code(error_type: str, message: str) -> str:
         return "empty_content"
     if "tools" in message:
         return "bad_tools"
-    if error_type == "literal_error":
-        return "unknown_role"
     if error_type == "missing":
         return "missing_field"
     return "invalid_field"

@@ -43,4 +43,5 @@ class TaskPlugin(ABC):
 
     def primary_counts(self, records: Sequence[FlockRecord]) -> dict[str, int]:
         counts = Counter(self.categorize(r).primary for r in records)
-        return {name: counts.get(name, 0) for name in [*self.categories(), *sorted(set(counts) - set(self.categories()))]}
+        names = [*self.categories(), *sorted(set(counts) - set(self.categories()))]
+        return {name: counts.get(name, 0) for name in names}

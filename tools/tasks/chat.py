@@ -38,7 +38,7 @@ def persona_id(system: str | None) -> str:
         return "persona:none"
     words = re.findall(r"\w+", text.lower())[:3]
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
-    return "persona:" + "-".join(words + [digest])
+    return "persona:" + "-".join([*words, digest])
 
 
 class ChatPlugin(TaskPlugin):

@@ -92,7 +92,7 @@ def categorize_sql(sql: str) -> tuple[str, tuple[str, ...]]:
         tree = sqlglot.parse_one(clean_sql(sql), read="sqlite")
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError):
         return UNPARSABLE, ()
-    if tree is None:
+    if not isinstance(tree, exp.Expression):
         return UNPARSABLE, ()
     tags = sql_categories(tree)
     return tags[0], tags
