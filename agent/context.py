@@ -1,0 +1,39 @@
+"""The frozen run context handed to every node through LangGraph's ``Runtime[RunContext]``.
+
+It carries what a run is configured with and the live objects it works with (the toolbox behind the cassette,
+the planner, the trace writer, the lessons store). Nothing here is checkpointed: a resumed run builds a new
+context from the run's saved configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langgraph.store.base import BaseStore
+
+from agent.planner import Planner
+from agent.replay import Cassette
+from agent.state import Budget
+from agent.toolbox import RecordedToolbox
+from agent.trace import TraceWriter
+
+PlannerKind = Literal["llm", "local", "policy"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    budget: Budget
+    tools: RecordedToolbox
+    trace: TraceWriter
+    cassette: Cassette
+    planner_kind: PlannerKind
+    planner: Planner | None
+    lessons: BaseStore | None = None
+    #: Extra fields shown in the run_start event (versions, config digest).
+    info: dict[str, Any] | None = None
+
+    @property
+    def replaying(self) -> bool:
+        return self.cassette.mode == "replay"

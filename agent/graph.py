@@ -1,0 +1,37 @@
+"""The agent's graph: wiring only. Nodes live in agent/nodes.py; routing is by the nodes' typed Commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.store.base import BaseStore
+
+from agent import nodes
+from agent.context import RunContext
+from agent.state import AgentInput, AgentState
+
+
+def build_graph() -> StateGraph[AgentState, RunContext, AgentInput, AgentState]:
+    builder = StateGraph(AgentState, context_schema=RunContext, input_schema=AgentInput)
+    builder.add_node("bootstrap", nodes.bootstrap)
+    builder.add_node("plan", nodes.plan)
+    builder.add_node("generate", nodes.generate)
+    builder.add_node("train", nodes.train)
+    builder.add_node("evaluate", nodes.evaluate)
+    builder.add_node("submit", nodes.submit)
+    builder.add_node("finish", nodes.finish)
+    builder.add_edge(START, "bootstrap")
+    builder.add_edge("bootstrap", "plan")
+    builder.add_edge("finish", END)
+    return builder
+
+
+def compile_graph(checkpointer: BaseCheckpointSaver | None = None, store: BaseStore | None = None) -> Any:
+    return build_graph().compile(checkpointer=checkpointer, store=store, name="synthgen-agent")
+
+
+def recursion_limit(max_iterations: int) -> int:
+    """Loop guard: bootstrap + finish + per round (plan, generate, plan, train, evaluate) + submit and slack."""
+    return 12 + 6 * (max_iterations + 2)

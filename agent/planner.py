@@ -1,0 +1,194 @@
+"""Planners: they turn a compact summary of the run into a proposed :class:`Decision`.
+
+- :class:`LLMPlanner` drives any LangChain chat model with tool calling (an OpenAI-compatible endpoint through
+  langchain-openai, a Hugging Face endpoint through langchain-huggingface); models without tool calling are asked
+  for a JSON answer instead.
+- :class:`LocalPlanner` runs a transformers model with JSON-schema-constrained decoding (xgrammar), so even
+  SmolLM2-135M always writes a schema-valid decision.
+- The deterministic policy (agent/policy.py) is the fallback.
+
+A planner only proposes raw text; :func:`parse_decision` and the guardrail decide what it is worth.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from agent.policy import PlanView, check_decision, examples_per_round, weak_category_targets
+from agent.state import Action, Decision
+from prompts import load_prompt, text_hash
+
+PLANNER_PROMPT_ID = "plan"
+ACTIONS: tuple[Action, ...] = ("generate", "train", "evaluate", "submit", "stop")
+RATIONALE_MAX_CHARS = 200
+
+
+class Planner(Protocol):
+    """Anything that answers a planning prompt with raw text (ideally a Decision as JSON)."""
+
+    name: str
+
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str: ...
+
+
+def allowed_actions(view: PlanView) -> list[Action]:
+    """Actions the guardrail would accept now, each tried with a representative decision."""
+    allowed: list[Action] = []
+    for action in ACTIONS:
+        targets = weak_category_targets(view, examples_per_round(view)) if action == "generate" else {}
+        if check_decision(Decision(action=action, targets=targets), view) is None:
+            allowed.append(action)
+    return allowed
+
+
+def decision_schema(categories: Sequence[str], actions: Sequence[str], max_target: int = 500) -> dict[str, Any]:
+    """JSON schema of a Decision for this task: the action and target keys are enumerated so a constrained
+    decoder cannot invent them."""
+    return {
+        "type": "object",
+        "properties": {
+            "action": {"type": "string", "enum": list(actions)},
+            "targets": {
+                "type": "object",
+                "properties": {c: {"type": "integer", "minimum": 1, "maximum": max_target} for c in categories},
+                "additionalProperties": False,
+            },
+            "train_overrides": {"type": "null"},
+            "rationale": {"type": "string", "maxLength": RATIONALE_MAX_CHARS},
+        },
+        "required": ["action", "targets", "train_overrides", "rationale"],
+        "additionalProperties": False,
+    }
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+
+
+def _untrusted(text: str, limit: int = 300) -> str:
+    """Task text is untrusted: cut it short and drop markup that could close the data block. It reaches the
+    prompt only inside JSON strings (the callers serialise it), never as free text."""
+    cleaned = re.sub(r"</?\s*data\s*>", "", text, flags=re.IGNORECASE)
+    return re.sub(r"\s+", " ", cleaned).strip()[:limit]
+
+
+def render_planner_prompt(view: PlanView, lessons: list[str], last_error: str | None) -> tuple[str, str]:
+    """The planner prompt for this state and its hash. Every number is rounded so the prompt stays short."""
+    prompt = load_prompt(PLANNER_PROMPT_ID)
+
+    def round_scores(summary: Any) -> dict[str, Any]:
+        return {"bpc": round(summary.bpc, 4),
+                **{c: round(s.bpc, 4) for c, s in sorted(summary.per_category.items())},
+                **({summary.task_metric_name: round(summary.task_metric, 3)} if summary.task_metric is not None
+                   and summary.task_metric_name else {})}
+
+    history = {e.adapter_id: round_scores(e) for e in view.evaluations}
+    left = {k: (round(v) if k != "wall_seconds" else f"{v / 60:.1f} min") for k, v in view.remaining().items()}
+    data_counts = {c: f"{view.dataset.original_per_category.get(c, 0)}+{view.dataset.synthetic_per_category.get(c, 0)}"
+                   for c in view.task.categories}
+    text = prompt.render(
+        task=_compact({"title": _untrusted(view.task.title, 120), "type": view.task.task_type,
+                       "base_model": view.task.base_model,
+                       "description": _untrusted(view.task.description_excerpt)}),
+        categories=_compact(view.task.categories),
+        iteration=view.iteration,
+        budget_left=_compact(left),
+        baseline=_compact(round_scores(view.baseline)),
+        history=_compact(history) if history else "none yet",
+        datasets=_compact(data_counts),
+        acceptance=_compact({k: round(v, 2) for k, v in view.dataset.acceptance.items()}) or "none yet",
+        lessons=_compact([_untrusted(lesson, 160) for lesson in lessons[:5]]) if lessons else "none",
+        last_error=last_error or "",
+        actions_allowed=", ".join(allowed_actions(view)) or "stop",
+    )
+    return text, text_hash(f"{prompt.file_hash}:{text}")
+
+
+def parse_decision(raw: str) -> tuple[Decision | None, str | None]:
+    """A Decision from a planner's raw text: the first JSON object in it, validated. Returns (decision, error)."""
+    start = raw.find("{")
+    if start < 0:
+        return None, "the answer holds no JSON object"
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(raw[start:])
+    except json.JSONDecodeError as exc:
+        return None, f"the answer is not valid JSON: {exc.msg} at char {exc.pos}"
+    if isinstance(obj, dict) and isinstance(obj.get("rationale"), str):
+        obj["rationale"] = obj["rationale"][:600]
+    try:
+        return Decision.model_validate(obj), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "decision"
+        return None, f"{where}: {first['msg']}"
+
+
+class LLMPlanner:
+    """A LangChain chat model as planner: tool calling when the model has it, a JSON answer otherwise."""
+
+    def __init__(self, chat_model: Any, name: str | None = None):
+        self.chat_model = chat_model
+        self.name = name or getattr(chat_model, "model_name", None) or type(chat_model).__name__
+
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        lc_messages = [SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"])
+                       for m in messages]
+        tool = {"type": "function",
+                "function": {"name": "decide", "description": "Record the next action of the agent.",
+                             "parameters": schema}}
+        try:
+            runnable = self.chat_model.bind_tools([tool], tool_choice="decide")
+        except (NotImplementedError, AttributeError, TypeError):
+            runnable = self.chat_model
+        reply = runnable.invoke(lc_messages)
+        if isinstance(reply, AIMessage) and reply.tool_calls:
+            return json.dumps(reply.tool_calls[0]["args"], ensure_ascii=False)
+        content = reply.content if isinstance(reply, AIMessage) else reply
+        return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+
+
+class LocalPlanner:
+    """A local transformers model whose output is constrained to the decision's JSON schema by xgrammar."""
+
+    def __init__(self, model_spec: str, max_new_tokens: int = 256):
+        self.model_spec = model_spec
+        self.name = model_spec
+        self.max_new_tokens = max_new_tokens
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._compiler: Any = None
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import xgrammar as xgr
+
+        from tools.models import load_causal_lm, load_tokenizer
+
+        self._tokenizer = load_tokenizer(self.model_spec)
+        self._model = load_causal_lm(self.model_spec)
+        self._model.eval()
+        info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
+        self._compiler = xgr.GrammarCompiler(info)
+
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
+        import torch
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        self._load()
+        grammar = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+        inputs = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                     return_dict=True)
+        with torch.inference_mode():
+            output = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          logits_processor=[LogitsProcessor(grammar)],
+                                          pad_token_id=self._tokenizer.pad_token_id)
+        text: str = self._tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return text

@@ -1,0 +1,166 @@
+"""The agent's typed state and its decisions.
+
+The graph state is a TypedDict of plain JSON values so a checkpoint can be loaded in LangGraph's strict msgpack
+mode (nothing but built-in types is ever deserialised). Nodes convert the pieces they use into the pydantic models
+below with ``Model.model_validate`` and store them back with ``model_dump(mode="json")``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Action = Literal["generate", "train", "evaluate", "submit", "stop"]
+DecisionSource = Literal["llm", "retry", "policy", "override"]
+
+#: Bounds a planner may move training settings within.
+LR_BOUNDS = (1e-5, 1e-3)
+EPOCH_BOUNDS = (1, 8)
+RANK_CHOICES = (4, 8, 16, 32, 64)
+
+
+class TrainOverrides(BaseModel):
+    """Training settings a planner may change for the next training run (None keeps the configured value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float | None = Field(default=None, description="LoRA learning rate, 1e-5 to 1e-3")
+    epochs: int | None = Field(default=None, description="passes over the training data, 1 to 8")
+    lora_rank: int | None = Field(default=None, description="LoRA rank: 4, 8, 16, 32 or 64")
+
+
+class Decision(BaseModel):
+    """What the agent does next. Every planner (LLM, local, policy) produces exactly this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action = Field(description="generate | train | evaluate | submit | stop")
+    targets: dict[str, int] = Field(
+        default_factory=dict,
+        description="for generate: synthetic examples to add per category, e.g. {'join': 20, 'nested': 10}",
+    )
+    train_overrides: TrainOverrides | None = Field(default=None, description="for train: settings to change")
+    rationale: str = Field(default="", max_length=600, description="one or two sentences: why this action now")
+
+
+class DecisionRecord(BaseModel):
+    """A decision as taken, with where it came from and what the guardrail said."""
+
+    iteration: int
+    decision: Decision
+    source: DecisionSource
+    guardrail: str = Field(description="'ok' or the reason the guardrail rejected the planner's proposal")
+    raw_output: str | None = None
+    input_hash: str | None = None
+
+
+class Budget(BaseModel):
+    """Hard limits of one run. Zero means the resource may not be used at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_iterations: int = Field(default=3, ge=0, description="generate-train-evaluate rounds")
+    max_synthetic_examples: int = Field(default=600, ge=0, description="accepted synthetic rows over the run")
+    max_generation_tokens: int = Field(default=400_000, ge=0, description="tokens the generator may write")
+    max_train_tokens: int = Field(default=2_000_000, ge=0, description="tokens trained on, all runs together")
+    max_wall_seconds: float = Field(default=25 * 60, gt=0, description="wall clock for the whole run")
+    max_submissions: int = Field(default=1, ge=0, description="submissions this run may send (FLock allows 2/day)")
+    no_gain_patience: int = Field(default=2, ge=1, description="stop after this many evaluations without gain")
+    min_relative_gain: float = Field(default=0.002, ge=0, description="dev-BPC gain that counts as progress")
+
+
+class BudgetUsage(BaseModel):
+    iterations: int = 0
+    synthetic_examples: int = 0
+    generation_tokens: int = 0
+    train_tokens: int = 0
+    wall_seconds: float = 0.0
+    submissions: int = 0
+
+
+class CategoryScore(BaseModel):
+    bpc: float
+    examples: int
+    task_metric: float | None = None
+
+
+class EvalSummary(BaseModel):
+    """One evaluation on one split: FLock BPC overall and per category, plus the task metric if computed."""
+
+    split: Literal["dev", "test", "validation"]
+    adapter_id: str | None = Field(description="None for the base model")
+    bpc: float
+    per_category: dict[str, CategoryScore]
+    task_metric_name: str | None = None
+    task_metric: float | None = None
+
+
+class AdapterInfo(BaseModel):
+    adapter_id: str
+    iteration: int
+    dataset_version: str
+    path: str
+    train_tokens: int
+    final_loss: float | None = None
+    seconds: float = 0.0
+
+
+class DatasetInfo(BaseModel):
+    """A dataset version: original training data plus the accepted synthetic rows so far."""
+
+    version: str
+    original_per_category: dict[str, int]
+    synthetic_per_category: dict[str, int]
+    acceptance: dict[str, float] = Field(default_factory=dict, description="acceptance rate per gate")
+
+
+class TaskInfo(BaseModel):
+    task_id: int | str
+    title: str
+    task_type: str
+    categories: dict[str, str]
+    context_length: int
+    max_params: int
+    base_model: str
+    template: str
+    split_sizes: dict[str, int]
+    description_excerpt: str = ""
+
+
+class SubmissionInfo(BaseModel):
+    adapter_id: str
+    repo_id: str
+    revision: str
+    task_id: int | str
+    validation_bpc: float | None = None
+    base_validation_bpc: float | None = None
+
+
+class AgentInput(TypedDict, total=False):
+    """What a caller passes to start a run (the narrower input schema)."""
+
+    run_id: str
+
+
+class AgentState(TypedDict, total=False):
+    """The whole run, as JSON-compatible values."""
+
+    run_id: str
+    status: str  # running | finished | failed
+    iteration: int
+    task: dict[str, Any]  # TaskInfo
+    dataset: dict[str, Any]  # DatasetInfo (current version)
+    datasets: list[dict[str, Any]]  # every DatasetInfo so far
+    baseline: dict[str, Any]  # EvalSummary of the base model on dev
+    evaluations: list[dict[str, Any]]  # EvalSummary of each adapter on dev
+    adapters: list[dict[str, Any]]  # AdapterInfo
+    best_adapter: str | None
+    pending: dict[str, Any] | None  # the DecisionRecord being carried out
+    decisions: list[dict[str, Any]]  # every DecisionRecord
+    usage: dict[str, Any]  # BudgetUsage
+    no_gain_streak: int
+    submissions: list[dict[str, Any]]  # SubmissionInfo
+    test_report: dict[str, Any] | None  # base vs best adapter on test
+    cassette_len: int  # recorded calls covered by this checkpoint (resume truncates the cassette to it)
+    error: str | None
