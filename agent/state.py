@@ -103,6 +103,7 @@ class AdapterInfo(BaseModel):
     path: str
     train_tokens: int
     final_loss: float | None = None
+    loss_curve: list[float] = Field(default_factory=list, description="logged training losses (at most 200 points)")
     seconds: float = 0.0
 
 

@@ -1,0 +1,213 @@
+"""Run configuration: one validated model, loaded from YAML or TOML, overridden by command-line flags.
+
+Every field carries its documentation (``synthgen config-doc`` prints them all). Unknown keys, wrong types and
+out-of-range values are refused with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.state import Budget
+
+DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskSource(_Section):
+    kind: Literal["demo", "demo-fc", "dir", "flock"] = Field(
+        default="demo",
+        description="demo: the bundled text-to-SQL task on an in-process FLock simulator; demo-fc: the bundled "
+                    "function-calling task; dir: a local task folder on the simulator; flock: the live FLock API")
+    task_id: int | None = Field(default=None, description="FLock task id (kind=flock)")
+    task_dir: Path | None = Field(default=None, description="task folder with task.json and JSONL files (kind=dir)")
+    api_base_url: str = Field(default="https://fed-ledger-prod.flock.io/api/v1",
+                              description="FedLedger API base URL (kind=flock)")
+    api_key_env: str = Field(default="FLOCK_API_KEY", description="environment variable holding the FLock API key")
+
+
+class GeneratorConfig(_Section):
+    backend: Literal["local", "openai", "none"] = Field(
+        default="local", description="local: transformers on this machine; openai: any OpenAI-compatible server; "
+                                     "none: no model, deterministic writers only")
+    model: str = Field(default=DEFAULT_BASE_MODEL, description="generator model (Hub id, folder, GGUF, or the "
+                                                               "server's model name)")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible base URL (backend=openai)")
+    api_key_env: str = Field(default="SYNTHGEN_LLM_API_KEY", description="environment variable with its API key")
+    temperature: float = Field(default=0.7, ge=0, le=2, description="sampling temperature")
+    max_new_tokens: int = Field(default=64, ge=8, le=4096, description="tokens per generated field")
+    batch_size: int = Field(default=16, ge=1, le=512, description="drafts per generation batch")
+    concurrency: int = Field(default=8, ge=1, le=256, description="parallel requests (backend=openai)")
+
+
+class PlannerConfig(_Section):
+    kind: Literal["llm", "local", "policy"] = Field(
+        default="local", description="llm: a LangChain chat model over an API; local: a transformers model with "
+                                     "JSON-schema-constrained decoding; policy: the deterministic policy only")
+    model: str = Field(default=DEFAULT_BASE_MODEL, description="planner model (local: Hub id/folder/GGUF; llm: "
+                                                               "the endpoint's model name)")
+    provider: Literal["openai", "huggingface"] = Field(default="openai",
+                                                       description="llm planner: LangChain integration to use")
+    base_url: str | None = Field(default=None, description="llm planner: endpoint base URL")
+    api_key_env: str = Field(default="SYNTHGEN_LLM_API_KEY", description="llm planner: env var with the API key")
+
+
+class TrainSettings(_Section):
+    epochs: float = Field(default=2.0, gt=0, le=20, description="passes over the training data")
+    learning_rate: float = Field(default=4e-4, gt=0, le=1e-2, description="peak learning rate (cosine schedule)")
+    lora_rank: int = Field(default=16, ge=1, le=256, description="LoRA rank")
+    lora_alpha: int = Field(default=32, ge=1, le=1024, description="LoRA alpha")
+    batch_tokens: int = Field(default=4096, ge=128, description="tokens per optimizer micro-batch (length-grouped)")
+    qlora: bool | None = Field(default=None, description="4-bit NF4 base (default: on with a GPU, off on CPU)")
+
+
+class EvalSettings(_Section):
+    task_metric: bool = Field(default=True, description="also compute the generation-based task metric "
+                                                       "(e.g. SQL execution accuracy) on dev and test")
+    max_new_tokens: int = Field(default=128, ge=8, description="decoding length for task-metric predictions")
+    dev_fraction: float = Field(default=0.12, gt=0, lt=0.5, description="share of the training file held as dev")
+    test_fraction: float = Field(default=0.12, gt=0, lt=0.5, description="share held as test (reported only)")
+
+
+class PublishSettings(_Section):
+    kind: Literal["local", "hub"] = Field(default="local", description="local: folder store read by the simulator; "
+                                                                       "hub: Hugging Face Hub (HF_TOKEN, HF_USERNAME)")
+
+
+class RunConfig(_Section):
+    """Everything a run is configured with."""
+
+    task: TaskSource = Field(default_factory=TaskSource)
+    base_model: str = Field(default=DEFAULT_BASE_MODEL, description="the model the adapter is trained on")
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    budget: Budget = Field(default_factory=Budget)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
+    seed: int = Field(default=0, description="seed for splits, generation and training")
+    runs_dir: Path = Field(default=Path("runs"), description="where run folders are written")
+
+
+#: The --quick preset: one round on a smaller budget (about 8 minutes on 2 CPU cores).
+QUICK_OVERRIDES: dict[str, Any] = {
+    "budget": {"max_iterations": 1, "max_synthetic_examples": 60, "max_wall_seconds": 8 * 60},
+    "train": {"epochs": 1.0},
+}
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _known_fields(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    current: type[BaseModel] = model
+    for part in path:
+        annotation = getattr(current.model_fields.get(str(part)), "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        current = annotation
+    return list(current.model_fields)
+
+
+def _one_line(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    where = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        known = _known_fields(RunConfig, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else (f" (known: {', '.join(known)})" if known else "")
+        return f"{source}: unknown key '{where}'{hint}"
+    return f"{source}: {where}: {err['msg']}"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The raw mapping in a YAML or TOML file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
+
+
+def build_config(file: Path | None = None, overrides: dict[str, Any] | None = None, quick: bool = False) -> RunConfig:
+    """File settings, then the quick preset, then command-line overrides (highest priority)."""
+    data = read_config_file(file) if file else {}
+    source = str(file) if file else "config"
+    merged = _deep_merge(data, QUICK_OVERRIDES) if quick else data
+    try:
+        config = RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None
+    if overrides:
+        try:
+            config = RunConfig.model_validate(_deep_merge(config.model_dump(), overrides))
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc, "command line")) from None
+    return config
+
+
+def check_environment(config: RunConfig) -> None:
+    """Refuse early what cannot work: a missing task folder or API key, an unreachable model spec."""
+    if config.task.kind == "dir":
+        folder = config.task.task_dir
+        if folder is None:
+            raise ConfigError("task.task_dir: required when task.kind is 'dir' (--task-dir DIR)")
+        if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
+            raise ConfigError(f"task.task_dir: {folder} is not a readable folder")
+        if not (folder / "task.json").is_file():
+            raise ConfigError(f"task.task_dir: {folder} has no task.json")
+    if config.task.kind == "flock":
+        if config.task.task_id is None:
+            raise ConfigError("task.task_id: required for the live FLock API (--task-id N)")
+        if not os.environ.get(config.task.api_key_env):
+            raise ConfigError(f"the live FLock API needs an API key in ${config.task.api_key_env}")
+    if config.publish.kind == "hub":
+        missing = [v for v in ("HF_TOKEN", "HF_USERNAME") if not os.environ.get(v)]
+        if missing:
+            raise ConfigError(f"publishing to the Hugging Face Hub needs {' and '.join('$' + m for m in missing)}")
+    if config.planner.kind == "llm" and not config.planner.base_url and config.planner.provider == "openai" \
+            and not os.environ.get(config.planner.api_key_env):
+        raise ConfigError(f"the llm planner needs planner.base_url or an API key in ${config.planner.api_key_env}")
+
+
+def describe_fields(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, description) for every field, for documentation."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(describe_fields(annotation, f"{prefix}{name}."))
+        else:
+            default = field.get_default(call_default_factory=True)
+            rows.append((f"{prefix}{name}", repr(default), field.description or ""))
+    return rows
