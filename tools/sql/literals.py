@@ -32,7 +32,7 @@ class LiteralUse:
     must_mention: bool = True
 
 
-def literal_value(node: exp.Expression) -> SQLValue:
+def literal_value(node: exp.Expr) -> SQLValue:
     """The Python value of a literal node (``Neg(Literal)`` included); strings stay strings."""
     if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
         inner = literal_value(node.this)
@@ -55,7 +55,7 @@ def like_text(pattern: str) -> str:
     return pattern.replace("%", " ").replace("_", " ").strip()
 
 
-def _is_literal(node: exp.Expression | None) -> bool:
+def _is_literal(node: exp.Expr | None) -> bool:
     return isinstance(node, exp.Literal) or (isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal))
 
 
@@ -64,7 +64,7 @@ def query_literals(tree: exp.Expr) -> list[LiteralUse]:
     uses: list[LiteralUse] = []
     claimed: set[int] = set()
 
-    def add(node: exp.Expression, column: exp.Column | None, operator: str, must: bool = True) -> None:
+    def add(node: exp.Expr, column: exp.Column | None, operator: str, must: bool = True) -> None:
         claimed.add(id(node))
         value = literal_value(node)
         text = like_text(str(value)) if operator == "like" and isinstance(value, str) else str(value)
