@@ -44,6 +44,10 @@ ErrorKind = Literal["timeout", "denied", "syntax", "schema", "multiple_statement
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 _READ_ONLY_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "foreign_key_list"}
 _QUERY_KEYWORDS = {"SELECT", "WITH", "VALUES"}
+_STATEMENT_KEYWORDS = {
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "PRAGMA",
+    "VACUUM", "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "EXPLAIN",
+}
 _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*([A-Za-z]+)", re.DOTALL)
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 
@@ -131,8 +135,10 @@ def run_query(conn: sqlite3.Connection, sql: str, *, timeout_s: float = DEFAULT_
     if "\x00" in sql:
         return QueryResult(error="query contains a NUL character", error_kind="syntax")
     keyword = _first_keyword(sql)
+    if keyword in _STATEMENT_KEYWORDS:
+        return QueryResult(error=f"only queries may run here, not {keyword}", error_kind="denied")
     if keyword not in _QUERY_KEYWORDS:
-        return QueryResult(error=f"only queries may run here, not {keyword or 'this statement'}", error_kind="denied")
+        return QueryResult(error=f"not a query: it starts with {keyword or sql.strip()[:20]!r}", error_kind="syntax")
     deadline = start + timeout_s
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
     cursor: sqlite3.Cursor | None = None
