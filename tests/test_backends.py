@@ -1,0 +1,240 @@
+"""Local (transformers) and OpenAI-compatible backends; the OpenAI client runs against real servers on loopback:
+our own server over a tiny random model, and small fault-injecting FastAPI apps."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tools.backends import (
+    BackendError,
+    BackendSpec,
+    Generation,
+    LocalBackend,
+    Message,
+    OpenAIBackend,
+    SamplingSettings,
+    make_backend,
+)
+from tools.openai_server import create_app
+
+CONVERSATIONS: list[list[Message]] = [
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name three rivers in Europe."}],
+    [{"role": "user", "content": "Count to five."}],
+    [{"role": "user", "content": "What is the boiling point of water at sea level, in Celsius and Fahrenheit?"}],
+    [{"role": "user", "content": "ok"}],
+]
+SAMPLING = SamplingSettings(temperature=0.9, top_p=0.95, max_new_tokens=8)
+GREEDY = SamplingSettings(temperature=0.0, max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def local(tiny_model_dir: Path) -> LocalBackend:
+    backend = make_backend(BackendSpec(kind="local", model=str(tiny_model_dir), batch_size=2, precision="float32"))
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+# ----- local -------------------------------------------------------------------------------------------------
+def test_local_backend_returns_one_generation_per_conversation_in_order(local: LocalBackend) -> None:
+    generations = local.generate(CONVERSATIONS, SAMPLING, seed=7)
+    assert len(generations) == len(CONVERSATIONS)
+    for messages, generation in zip(CONVERSATIONS, generations, strict=True):
+        prompt_ids = local.tokenizer(local.render(messages), add_special_tokens=False)["input_ids"]
+        assert generation.prompt_tokens == len(prompt_ids)
+        assert 1 <= generation.completion_tokens <= SAMPLING.max_new_tokens
+        if generation.finish_reason == "length":
+            assert generation.completion_tokens == SAMPLING.max_new_tokens
+
+
+def test_local_sampling_is_reproducible_per_seed(local: LocalBackend) -> None:
+    first = [g.text for g in local.generate(CONVERSATIONS, SAMPLING, seed=11)]
+    again = [g.text for g in local.generate(CONVERSATIONS, SAMPLING, seed=11)]
+    other = [g.text for g in local.generate(CONVERSATIONS, SAMPLING, seed=12)]
+    assert first == again
+    assert first != other
+
+
+def test_left_padded_batches_decode_like_single_prompts(local: LocalBackend) -> None:
+    """Greedy decoding of a padded batch equals decoding each prompt alone: padding and masks are right."""
+    batched = local.generate(CONVERSATIONS, GREEDY, seed=0)
+    alone = [local.generate([c], GREEDY, seed=0)[0] for c in CONVERSATIONS]
+    assert [g.text for g in batched] == [g.text for g in alone]
+
+
+def test_bf16_autocast_generates(tiny_model_dir: Path) -> None:
+    backend = LocalBackend.from_pretrained(str(tiny_model_dir), batch_size=4, precision="bfloat16")
+    assert backend.autocast_bf16
+    generations = backend.generate(CONVERSATIONS[:2], SAMPLING, seed=1)
+    assert len(generations) == 2 and all(g.completion_tokens >= 1 for g in generations)
+
+
+def test_local_backend_needs_a_chat_template(local: LocalBackend) -> None:
+    class NoTemplate:
+        chat_template = None
+
+    with pytest.raises(BackendError, match="no chat template"):
+        LocalBackend(local.model, NoTemplate(), model_name="x")
+
+
+# ----- OpenAI-compatible, against our own server -------------------------------------------------------------
+class RecordingBackend:
+    """A real LocalBackend that also records the size of every batch it is asked for."""
+
+    def __init__(self, inner: LocalBackend):
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.batch_sizes: list[int] = []
+
+    def generate(self, batch: Sequence[Sequence[Message]], sampling: SamplingSettings, seed: int) -> list[Generation]:
+        self.batch_sizes.append(len(batch))
+        return self.inner.generate(batch, sampling, seed)
+
+
+def test_openai_backend_against_our_server_on_loopback(local: LocalBackend) -> None:
+    recording = RecordingBackend(local)
+    app = create_app(recording, served_name="tiny", max_batch=8, batch_window_ms=50)
+    with serve(app) as url:
+        models = httpx.get(f"{url}/v1/models").json()
+        assert [m["id"] for m in models["data"]] == ["tiny"]
+        client = OpenAIBackend(f"{url}/v1", "tiny", max_concurrency=5)
+        generations = client.generate(CONVERSATIONS, SAMPLING, seed=3)
+        client.close()
+    assert len(generations) == len(CONVERSATIONS)
+    assert all(g.prompt_tokens > 0 and 1 <= g.completion_tokens <= SAMPLING.max_new_tokens for g in generations)
+    assert sum(recording.batch_sizes) == len(CONVERSATIONS)
+    assert max(recording.batch_sizes) > 1  # concurrent requests were gathered into batched generate calls
+
+
+def test_server_with_max_batch_one_honours_request_seeds(local: LocalBackend) -> None:
+    with serve(create_app(local, served_name="tiny", max_batch=1)) as url:
+        client = OpenAIBackend(url, "tiny", max_concurrency=3)
+        first = [g.text for g in client.generate(CONVERSATIONS, SAMPLING, seed=5)]
+        again = [g.text for g in client.generate(CONVERSATIONS, SAMPLING, seed=5)]
+        client.close()
+    assert first == again
+
+
+def test_server_refuses_unknown_models_and_streaming_without_retrying(local: LocalBackend) -> None:
+    with serve(create_app(local, served_name="tiny")) as url:
+        client = OpenAIBackend(url, "other-model", max_retries=3)
+        start = time.monotonic()
+        with pytest.raises(BackendError, match=r"HTTP 404: .*not served here"):
+            client.generate(CONVERSATIONS[:1], SAMPLING, seed=0)
+        assert time.monotonic() - start < 5
+        client.close()
+        response = httpx.post(f"{url}/v1/chat/completions", json={"messages": CONVERSATIONS[0], "stream": True})
+        assert response.status_code == 400 and "stream" in response.text
+
+
+# ----- OpenAI-compatible, against fault-injecting servers ----------------------------------------------------
+def completion(text: str = "fine") -> dict:
+    return {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+
+
+def test_retries_429_and_5xx_honouring_retry_after() -> None:
+    app = FastAPI()
+    calls: list[float] = []
+
+    @app.post("/v1/chat/completions")
+    def flaky() -> JSONResponse:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "0"})
+        if len(calls) == 3:
+            return JSONResponse({"error": "overloaded"}, status_code=503)
+        return JSONResponse(completion("after retries"))
+
+    with serve(app) as url:
+        client = OpenAIBackend(url, "m", max_retries=5, backoff_s=0.01)
+        [generation] = client.generate(CONVERSATIONS[:1], SAMPLING, seed=0)
+    assert generation.text == "after retries"
+    assert generation.completion_tokens == 2
+    assert len(calls) == 4
+
+
+def test_gives_up_after_the_retry_budget_with_a_clear_error() -> None:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    def broken() -> JSONResponse:
+        return JSONResponse({"error": "boom"}, status_code=500)
+
+    @app.post("/slow/v1/chat/completions")
+    def slow() -> JSONResponse:
+        time.sleep(1.0)
+        return JSONResponse(completion())
+
+    with serve(app) as url:
+        client = OpenAIBackend(url, "m", max_retries=2, backoff_s=0.01)
+        with pytest.raises(BackendError, match=r"gave up after 3 attempts: .*HTTP 500"):
+            client.generate(CONVERSATIONS[:1], SAMPLING, seed=0)
+        slow_client = OpenAIBackend(f"{url}/slow", "m", max_retries=1, timeout_s=0.2, backoff_s=0.01)
+        with pytest.raises(BackendError, match="ReadTimeout"):
+            slow_client.generate(CONVERSATIONS[:1], SAMPLING, seed=0)
+    unreachable = OpenAIBackend("http://127.0.0.1:9", "m", max_retries=0)
+    with pytest.raises(BackendError, match="ConnectError"):
+        unreachable.generate(CONVERSATIONS[:1], SAMPLING, seed=0)
+
+
+def test_api_key_comes_from_the_environment_and_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-test-" + "x" * 24
+    app = FastAPI()
+    seen: list[str | None] = []
+
+    @app.post("/v1/chat/completions")
+    async def check(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization"))
+        return JSONResponse({"error": "bad request"}, status_code=400)
+
+    with pytest.raises(BackendError, match="environment variable MY_ENDPOINT_KEY .* is not set"):
+        OpenAIBackend("http://127.0.0.1:1", "m", api_key_env="MY_ENDPOINT_KEY")
+    monkeypatch.setenv("MY_ENDPOINT_KEY", secret)
+    with serve(app) as url:
+        client = OpenAIBackend(url, "m", api_key_env="MY_ENDPOINT_KEY")
+        with pytest.raises(BackendError) as info:
+            client.generate(CONVERSATIONS[:1], SAMPLING, seed=0)
+    assert seen == [f"Bearer {secret}"]
+    assert secret not in str(info.value)
+    assert secret not in repr(client)
+
+
+def test_malformed_response_is_a_clear_error() -> None:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    def odd() -> JSONResponse:
+        return JSONResponse({"result": "no choices here"})
+
+    with serve(app) as url, pytest.raises(BackendError, match="not a chat completion response"):
+        OpenAIBackend(url, "m").generate(CONVERSATIONS[:1], SAMPLING, seed=0)

@@ -1,0 +1,328 @@
+"""Generator backends: one protocol, a local transformers implementation and an OpenAI-compatible HTTP client.
+
+``Backend.generate(batch_of_messages, sampling, seed)`` returns one :class:`Generation` per conversation, in
+order. The same (batch, sampling, seed) gives the same texts on the same hardware and software: the local
+backend seeds torch per micro-batch, the HTTP backend sends a per-request seed (honoured by vLLM, by
+``transformers serve`` and by :mod:`tools.openai_server` with ``--max-batch 1``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+Message = dict[str, str]
+
+
+class BackendError(RuntimeError):
+    """A backend could not produce generations (bad configuration, unreachable server, refused request)."""
+
+
+class SamplingSettings(BaseModel):
+    """How to sample. ``temperature == 0`` means greedy decoding."""
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1, le=32768)
+
+
+class Generation(BaseModel):
+    """One completion: its text and token counts (completion tokens include the end-of-turn token)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: Literal["stop", "length"] = "stop"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that turns a batch of chat conversations into completions."""
+
+    model_name: str
+
+    def generate(self, batch: Sequence[Sequence[Message]], sampling: SamplingSettings, seed: int) -> list[Generation]:
+        ...
+
+
+class BackendSpec(BaseModel):
+    """How to build a backend (what a generation request and the CLI carry)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["local", "openai"] = "local"
+    #: Local: a Hub id, folder or GGUF file (resolved by tools.models). OpenAI: the served model name.
+    model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    #: OpenAI-compatible server root, e.g. http://127.0.0.1:8000 or https://api.example.com/v1.
+    base_url: str | None = None
+    #: Name of the environment variable that holds the API key (the key itself is never stored or logged).
+    api_key_env: str | None = None
+    max_concurrency: int = Field(8, ge=1, le=256)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    #: Local: conversations per forward pass.
+    batch_size: int = Field(32, ge=1, le=1024)
+    #: Local: "auto" uses bf16 autocast where the hardware supports it.
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+
+
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed from any parts, stable across processes and platforms (unlike ``hash``)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def make_backend(spec: BackendSpec) -> Backend:
+    """Build the backend a spec describes."""
+    if spec.kind == "openai":
+        if not spec.base_url:
+            raise BackendError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        return OpenAIBackend(spec.base_url, spec.model, api_key_env=spec.api_key_env,
+                             max_concurrency=spec.max_concurrency, timeout_s=spec.timeout_s,
+                             max_retries=spec.max_retries)
+    return LocalBackend.from_pretrained(spec.model, batch_size=spec.batch_size, precision=spec.precision)
+
+
+# ----- local transformers ------------------------------------------------------------------------------------
+def bf16_supported(device: Any) -> bool:
+    """Whether bf16 autocast runs natively on ``device`` (CUDA with bf16, or a CPU with AVX512-BF16 / AMX)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+class LocalBackend:
+    """Batched generation with a transformers causal LM: left padding, KV cache, optional bf16 autocast.
+
+    Conversations are rendered with the tokenizer's chat template, sorted by prompt length and cut into
+    micro-batches of ``batch_size`` (less padding), and each micro-batch is sampled under its own seed.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_name: str = "", batch_size: int = 32,
+                 precision: Literal["auto", "float32", "bfloat16"] = "auto"):
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise BackendError(f"tokenizer of {model_name or 'the model'} has no chat template")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_name = model_name or getattr(model.config, "_name_or_path", "") or "local"
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.autocast_bf16 = precision == "bfloat16" or (precision == "auto" and bf16_supported(self.device))
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.pad_token_id is None:
+            raise BackendError("tokenizer has neither a pad nor an eos token")
+        self.stop_ids = self._stop_ids()
+
+    @classmethod
+    def from_pretrained(cls, spec: str, *, batch_size: int = 32,
+                        precision: Literal["auto", "float32", "bfloat16"] = "auto") -> LocalBackend:
+        """Load a model by Hub id, folder or GGUF file through tools.models."""
+        from tools.models import load_causal_lm, load_tokenizer
+
+        return cls(load_causal_lm(spec), load_tokenizer(spec), model_name=spec, batch_size=batch_size,
+                   precision=precision)
+
+    def _stop_ids(self) -> list[int]:
+        ids: set[int] = set()
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        for value in (eos, self.tokenizer.eos_token_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, list):
+                ids.update(v for v in value if isinstance(v, int))
+        return sorted(ids)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text for one conversation, ending with the assistant's generation prompt."""
+        return str(self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
+
+    def generate(self, batch: Sequence[Sequence[Message]], sampling: SamplingSettings, seed: int) -> list[Generation]:
+        if not batch:
+            return []
+        prompts = [self.render(m) for m in batch]
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+        results: list[Generation | None] = [None] * len(prompts)
+        for chunk_index, start in enumerate(range(0, len(order), self.batch_size)):
+            rows = order[start:start + self.batch_size]
+            outputs = self._generate_chunk([prompts[i] for i in rows], sampling, derive_seed(seed, chunk_index))
+            for row, output in zip(rows, outputs, strict=True):
+                results[row] = output
+        return [r for r in results if r is not None]
+
+    def _generate_chunk(self, prompts: list[str], sampling: SamplingSettings, seed: int) -> list[Generation]:
+        import torch
+        from transformers import GenerationConfig
+
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                                 padding_side="left").to(self.device)
+        do_sample = sampling.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=do_sample,
+            temperature=sampling.temperature if do_sample else None,
+            top_p=sampling.top_p if do_sample else None,
+            top_k=None,
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self.stop_ids or None,
+            use_cache=True,
+        )
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast_bf16
+                    else nullcontext())
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            with torch.inference_mode(), autocast:
+                output = self.model.generate(**encoded, generation_config=config)
+        prompt_width = encoded["input_ids"].shape[1]
+        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+        generations = []
+        for row, ids in enumerate(output[:, prompt_width:].tolist()):
+            stop_at = next((i for i, t in enumerate(ids) if t in self.stop_ids), None)
+            kept = ids if stop_at is None else ids[:stop_at]
+            generations.append(Generation(
+                text=self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                prompt_tokens=int(prompt_tokens[row]),
+                completion_tokens=len(kept) + (0 if stop_at is None else 1),
+                finish_reason="length" if stop_at is None else "stop",
+            ))
+        return generations
+
+
+# ----- OpenAI-compatible HTTP --------------------------------------------------------------------------------
+class _RetryableHTTPError(Exception):
+    def __init__(self, status: int, detail: str, retry_after: float | None):
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), 60.0))
+    except ValueError:
+        return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _RetryableHTTPError | httpx.TimeoutException | httpx.TransportError)
+
+
+class OpenAIBackend:
+    """Chat completions against any OpenAI-compatible server, ``max_concurrency`` requests in flight.
+
+    Retries 429, 5xx, timeouts and dropped connections with exponential backoff (honouring ``Retry-After``);
+    any other 4xx fails at once with the server's message. The API key is read from the environment variable
+    named ``api_key_env`` and only ever placed in the Authorization header.
+    """
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, max_concurrency: int = 8,
+                 timeout_s: float = 120.0, max_retries: int = 5, backoff_s: float = 0.5):
+        root = base_url.rstrip("/")
+        self.url = root + ("/chat/completions" if root.endswith("/v1") else "/v1/chat/completions")
+        self.model_name = model
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self._backoff = wait_exponential_jitter(multiplier=backoff_s, max=30.0, jitter=backoff_s)
+        headers = {"Content-Type": "application/json"}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise BackendError(f"environment variable {api_key_env} (the API key for {root}) is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s),
+                                    limits=httpx.Limits(max_connections=max_concurrency))
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(url={self.url!r}, model={self.model_name!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def generate(self, batch: Sequence[Sequence[Message]], sampling: SamplingSettings, seed: int) -> list[Generation]:
+        if not batch:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(batch))) as pool:
+            futures = [pool.submit(self._complete, list(messages), sampling, derive_seed(seed, i))
+                       for i, messages in enumerate(batch)]
+            return [f.result() for f in futures]
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableHTTPError) and exc.retry_after is not None:
+            return exc.retry_after
+        return float(self._backoff(state))
+
+    def _complete(self, messages: list[Message], sampling: SamplingSettings, seed: int) -> Generation:
+        body = {
+            "model": self.model_name,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_new_tokens,
+            "seed": seed,
+            "n": 1,
+        }
+        retrying = Retrying(retry=retry_if_exception(_retryable), stop=stop_after_attempt(self.max_retries + 1),
+                            wait=self._wait, reraise=False)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = self._client.post(self.url, json=body)
+                    if response.status_code == 429 or response.status_code >= 500:
+                        raise _RetryableHTTPError(response.status_code, response.text[:300],
+                                                  _retry_after_seconds(response))
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise BackendError(f"{self.url}: gave up after {self.max_retries + 1} attempts: "
+                               f"{type(last).__name__}: {last}") from None
+        if response.status_code != 200:
+            raise BackendError(f"{self.url}: HTTP {response.status_code}: {response.text[:300]}")
+        return self._parse(response)
+
+    def _parse(self, response: httpx.Response) -> Generation:
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            usage = data.get("usage") or {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise BackendError(f"{self.url}: not a chat completion response ({type(exc).__name__}: {exc}): "
+                               f"{response.text[:200]}") from None
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        return Generation(text=text.strip(), prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                          completion_tokens=int(usage.get("completion_tokens", 0)), finish_reason=finish)
+
+
+def timed_generate(backend: Backend, batch: Sequence[Sequence[Message]], sampling: SamplingSettings,
+                   seed: int) -> tuple[list[Generation], float]:
+    """Generate and measure wall time; checks the backend kept the batch's length and order contract."""
+    start = time.perf_counter()
+    generations = backend.generate(batch, sampling, seed)
+    if len(generations) != len(batch):
+        raise BackendError(f"{backend.model_name}: {len(generations)} generations for {len(batch)} prompts")
+    return generations, time.perf_counter() - start
