@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tools.sql.database import build_database, synthesize_rows
-from tools.sql.literals import literal_pool, parse_sql, query_literals
+from tools.sql.literals import literal_pool, literal_rows, parse_sql, query_literals
 from tools.sql.schema import SchemaError, parse_schema, split_statements
 
 SHOP = (
@@ -119,3 +119,13 @@ def test_query_literals_marks_what_a_question_must_name() -> None:
     assert tree is not None
     must = sorted(u.text for u in query_literals(tree) if u.must_mention)
     assert must == ["3", "5", "9", "Oslo", "Rome"]
+
+
+def test_literal_rows_put_a_conjunction_in_one_row() -> None:
+    schema = parse_schema(SHOP)
+    query = "SELECT id FROM orders WHERE status = 'lost' AND total < 2.5 AND order_date >= '2031-01-01'"
+    rows = literal_rows(schema, [query])
+    assert rows == [{"orders.status": "lost", "orders.total": 2.47, "orders.order_date": "2031-01-01"}]
+    for seed in range(3):
+        conn = build_database(schema, seed=seed, literal_rows=rows)
+        assert conn.execute(query).fetchall(), seed

@@ -26,6 +26,9 @@ from tools.sql.schema import Column, ForeignKey, Schema, Table, parse_schema
 SQLValue = int | float | str | None
 #: ``"table.column"`` (lower case) -> values that must appear in that column.
 LiteralPool = Mapping[str, Sequence[SQLValue]]
+#: Values that must appear together in one row: ``{"table.column": value, ...}`` over a single table (the
+#: conjunction ``enroll_year = 2022 AND gpa < 2.5`` needs one student with both).
+LiteralRow = Mapping[str, SQLValue]
 Maker = Callable[[random.Random], SQLValue]
 
 DEFAULT_ROWS = (10, 24)
@@ -401,7 +404,8 @@ class _TableFiller:
     """Generates one table's rows given the rows already made for its parents."""
 
     def __init__(self, schema: Schema, table: Table, rng: random.Random, pool: LiteralPool,
-                 made: dict[str, list[dict[str, SQLValue]]]):
+                 made: dict[str, list[dict[str, SQLValue]]], together: Sequence[LiteralRow] = ()):
+        self.together = together
         self.schema = schema
         self.table = table
         self.rng = rng
@@ -477,6 +481,7 @@ class _TableFiller:
                 rows.append(row)
                 break
         self._place_pool_values(rows, integer_key)
+        self._place_literal_rows(rows)
         return rows
 
     def _fresh(self, value: SQLValue, seen: set[SQLValue], index: int) -> SQLValue:
@@ -489,6 +494,24 @@ class _TableFiller:
             return f"{value} {index + 1}"
         numbers = [v for v in seen if isinstance(v, int | float)]
         return (max(numbers) if numbers else 0) + 1
+
+    def _place_literal_rows(self, rows: list[dict[str, SQLValue]]) -> None:
+        """Give each co-occurrence group its own row (keys, and foreign keys without a parent, left alone)."""
+        taken: set[int] = set()
+        for group in self.together:
+            slot = _unused_rows(len(rows), taken, self.rng)
+            if slot is None:
+                return
+            taken.add(slot)
+            for key, value in group.items():
+                column = self.table.column(key.split(".", 1)[1])
+                if column is None or (column.primary_key and len(self.table.primary_key) == 1):
+                    continue
+                fk = self.fks.get(column.name.lower())
+                if fk is not None and value not in {r.get(fk.ref_column) for r in self.made.get(
+                        fk.ref_table.lower(), ())}:
+                    continue
+                rows[slot][column.name] = _coerce(value, column)
 
     def _pk_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.table.columns if c.primary_key)
@@ -566,8 +589,14 @@ class _TableFiller:
                 rows[slot][column.name] = value
 
 
+def _unused_rows(count: int, taken: set[int], rng: random.Random) -> int | None:
+    free = [i for i in range(count) if i not in taken]
+    return rng.choice(free) if free else None
+
+
 def synthesize_rows(schema: Schema, *, seed: int = 0, literal_pool: LiteralPool | None = None,
-                    rows: tuple[int, int] = DEFAULT_ROWS) -> dict[str, list[dict[str, SQLValue]]]:
+                    literal_rows: Sequence[LiteralRow] = (), rows: tuple[int, int] = DEFAULT_ROWS
+                    ) -> dict[str, list[dict[str, SQLValue]]]:
     """Rows for every table (keyed by lower-case table name), parents before children. Deterministic."""
     rng = random.Random(f"{seed}|{schema.text}")
     pool = {k.lower(): list(v) for k, v in sorted((literal_pool or {}).items())}
@@ -576,7 +605,9 @@ def synthesize_rows(schema: Schema, *, seed: int = 0, literal_pool: LiteralPool 
         count = rng.randint(*rows)
         if schema.foreign_keys_of(table.name):
             count = int(count * 1.8)
-        made[table.name.lower()] = _TableFiller(schema, table, rng, pool, made).fill(count)
+        prefix = table.name.lower() + "."
+        together = [group for group in literal_rows if group and all(k.lower().startswith(prefix) for k in group)]
+        made[table.name.lower()] = _TableFiller(schema, table, rng, pool, made, together).fill(count)
     return made
 
 
@@ -586,9 +617,10 @@ def _quote(name: str) -> str:
 
 @lru_cache(maxsize=512)
 def _database_bytes(schema_text: str, seed: int, pool_items: tuple[tuple[str, tuple[SQLValue, ...]], ...],
-                    rows: tuple[int, int]) -> bytes:
+                    row_items: tuple[tuple[tuple[str, SQLValue], ...], ...], rows: tuple[int, int]) -> bytes:
     schema = parse_schema(schema_text)
-    data = synthesize_rows(schema, seed=seed, literal_pool=dict(pool_items), rows=rows)
+    data = synthesize_rows(schema, seed=seed, literal_pool=dict(pool_items),
+                           literal_rows=[dict(group) for group in row_items], rows=rows)
     conn = sqlite3.connect(":memory:")
     try:
         for table in schema.tables:
@@ -620,14 +652,18 @@ def _pool_items(literal_pool: LiteralPool | None) -> tuple[tuple[str, tuple[SQLV
 
 
 def build_database(schema: Schema | str, *, seed: int = 0, literal_pool: LiteralPool | None = None,
-                   rows: tuple[int, int] = DEFAULT_ROWS) -> sqlite3.Connection:
+                   literal_rows: Sequence[LiteralRow] = (), rows: tuple[int, int] = DEFAULT_ROWS
+                   ) -> sqlite3.Connection:
     """A new in-memory SQLite connection holding the schema's tables filled with seeded sample rows.
+
+    ``literal_pool`` values each appear in their column; each ``literal_rows`` group appears together in one row.
 
     The connection is writable; pass it to :func:`tools.sql.sandbox.lock_down` (or use
     :func:`tools.sql.sandbox.sandbox_database`) before running SQL a model wrote.
     """
     text = schema.text if isinstance(schema, Schema) else schema
-    image = _database_bytes(text, seed, _pool_items(literal_pool), rows)
+    row_items = tuple(tuple(sorted((k.lower(), v) for k, v in group.items())) for group in literal_rows)
+    image = _database_bytes(text, seed, _pool_items(literal_pool), row_items, rows)
     conn = sqlite3.connect(":memory:", check_same_thread=False)
     conn.deserialize(image)
     return conn

@@ -165,3 +165,58 @@ def literal_pool(schema: Schema, sqls: Iterable[str]) -> dict[str, list[SQLValue
             if value not in pool[key]:
                 pool[key].append(value)
     return dict(pool)
+
+
+def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
+    if isinstance(node, exp.And):
+        return _conjuncts(node.this) + _conjuncts(node.expression)
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    return [node]
+
+
+def _satisfying(node: exp.Expr) -> tuple[exp.Column, SQLValue] | None:
+    """A column and a value that makes the comparison true (``x > 5`` -> 6), when one is easy to name."""
+    if isinstance(node, exp.Between) and isinstance(node.this, exp.Column) and _is_literal(node.args.get("low")):
+        return node.this, literal_value(node.args["low"])
+    if isinstance(node, exp.In) and isinstance(node.this, exp.Column) and node.expressions \
+            and _is_literal(node.expressions[0]):
+        return node.this, literal_value(node.expressions[0])
+    if not isinstance(node, exp.EQ | exp.GT | exp.GTE | exp.LT | exp.LTE | exp.Like | exp.ILike):
+        return None
+    left, right = node.this, node.expression
+    if not (isinstance(left, exp.Column) and _is_literal(right)):
+        return None
+    value = literal_value(right)
+    if isinstance(node, exp.Like | exp.ILike):
+        return (left, like_text(value)) if isinstance(value, str) else None
+    if isinstance(node, exp.GT | exp.LT):
+        if not isinstance(value, int | float):
+            return None
+        step = 1 if isinstance(value, int) else max(0.01, round(abs(value) * 0.01, 2))
+        value = value + step if isinstance(node, exp.GT) else value - step
+    return left, value
+
+
+def literal_rows(schema: Schema, sqls: Iterable[str]) -> list[dict[str, SQLValue]]:
+    """For each AND of two or more conditions on one table's columns, the values one row needs to meet them all
+    (``"table.column"`` -> value), so a synthesized database has a row for that conjunction."""
+    groups: list[dict[str, SQLValue]] = []
+    for sql in sqls:
+        tree = parse_sql(sql)
+        if tree is None:
+            continue
+        for select in tree.find_all(exp.Select):
+            where = select.args.get("where")
+            if where is None:
+                continue
+            by_table: dict[str, dict[str, SQLValue]] = defaultdict(dict)
+            for conjunct in _conjuncts(where.this):
+                found = _satisfying(conjunct)
+                if found is None:
+                    continue
+                resolved = resolve_column(found[0], schema)
+                if resolved is not None:
+                    by_table[resolved[0]].setdefault(pool_key(*resolved), found[1])
+            groups += [group for group in by_table.values() if len(group) > 1 and group not in groups]
+    return groups

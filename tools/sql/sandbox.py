@@ -23,6 +23,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -30,7 +31,7 @@ from typing import Literal
 import sqlglot
 from sqlglot import exp
 
-from tools.sql.database import LiteralPool, SQLValue, build_database
+from tools.sql.database import LiteralPool, LiteralRow, SQLValue, build_database
 from tools.sql.schema import Schema, SchemaError, parse_schema
 
 DEFAULT_TIMEOUT_S = 2.0
@@ -92,10 +93,10 @@ def lock_down(conn: sqlite3.Connection) -> sqlite3.Connection:
     return conn
 
 
-def sandbox_database(schema: Schema | str, *, seed: int = 0, literal_pool: LiteralPool | None = None
-                     ) -> sqlite3.Connection:
+def sandbox_database(schema: Schema | str, *, seed: int = 0, literal_pool: LiteralPool | None = None,
+                     literal_rows: Sequence[LiteralRow] = ()) -> sqlite3.Connection:
     """A synthesized database (see :func:`tools.sql.database.build_database`), locked down for untrusted SQL."""
-    return lock_down(build_database(schema, seed=seed, literal_pool=literal_pool))
+    return lock_down(build_database(schema, seed=seed, literal_pool=literal_pool, literal_rows=literal_rows))
 
 
 def _first_keyword(sql: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from prompts import load_prompt, text_hash
 from tools.data import FlockRecord, Turn
-from tools.sql.literals import literal_pool
+from tools.sql.literals import literal_pool, literal_rows
 from tools.sql.render import FaithCheck, faithfulness, render_question
 from tools.sql.sampler import QuerySampler, SampledQuery, SamplerError
 from tools.sql.sandbox import sandbox_database
@@ -177,8 +177,10 @@ class Text2SQLStrategy(GenerationStrategy):
         """The domain's query sampler over its synthesized, locked-down database (built once, then cached)."""
         sampler = self._samplers.get(domain.schema_block)
         if sampler is None:
-            pool = literal_pool(domain.schema, (clean_sql(r.assistant_texts()[-1]) for r in domain.records))
-            conn = sandbox_database(domain.schema, seed=self.database_seed, literal_pool=pool)
+            sqls = [clean_sql(r.assistant_texts()[-1]) for r in domain.records]
+            conn = sandbox_database(domain.schema, seed=self.database_seed,
+                                    literal_pool=literal_pool(domain.schema, sqls),
+                                    literal_rows=literal_rows(domain.schema, sqls))
             sampler = self._samplers[domain.schema_block] = QuerySampler(domain.schema, conn, self.style)
         return sampler
 

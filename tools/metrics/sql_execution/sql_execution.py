@@ -2,7 +2,8 @@
 
 For each example, ``databases`` (default 3) SQLite databases are synthesized from the example's schema with
 different seeds, filled with realistic rows whose values include the literals of both queries (so a filter such
-as ``city = 'Berlin'`` selects rows and a wrong filter shows). Gold and prediction run on each database in the
+as ``city = 'Berlin'`` selects rows and a wrong filter shows), with a row meeting each AND of the gold's conditions
+on one table. Gold and prediction run on each database in the
 sandbox (in-memory, read-only authorizer, time limit, row cap; see :mod:`tools.sql.sandbox`). The example scores
 1 when every database gives equal results, else 0.
 
@@ -35,7 +36,7 @@ import datasets
 import evaluate
 from sqlglot import exp
 
-from tools.sql.literals import literal_pool, parse_sql
+from tools.sql.literals import literal_pool, literal_rows, parse_sql
 from tools.sql.sandbox import DEFAULT_TIMEOUT_S, run_query, sandbox_database
 from tools.sql.schema import Schema, SchemaError, parse_schema
 from tools.tasks.text2sql import UNPARSABLE, categorize_sql, clean_sql
@@ -114,9 +115,10 @@ def _example(prediction: str, gold: str, schema_text: str, category: str, *, dat
         return ExampleVerdict(False, "bad_schema", category, str(exc))
     gold_sql, predicted_sql = clean_sql(gold), clean_sql(prediction or "")
     pool = literal_pool(schema, [gold_sql, predicted_sql])
+    together = literal_rows(schema, [gold_sql])
     ordered = _ordered(gold_sql)
     for index in range(databases):
-        conn = sandbox_database(schema, seed=seed + index, literal_pool=pool)
+        conn = sandbox_database(schema, seed=seed + index, literal_pool=pool, literal_rows=together)
         try:
             gold_result = run_query(conn, gold_sql, timeout_s=timeout_s, max_rows=max_rows)
             if not gold_result.ok:
