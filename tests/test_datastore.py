@@ -104,7 +104,10 @@ def test_failed_write_leaves_the_previous_version_intact(store: DataStore, monke
 
 def test_journal_is_ordered_bound_to_its_request_and_reports_bad_batches(store: DataStore) -> None:
     journal = store.journal("ab" * 16)
+    journal.directory.mkdir(parents=True)
+    (journal.directory / ".batch-000000.json.x1.tmp").write_text("torn")  # a writer killed mid-write
     journal.bind({"seed": 1})
+    assert not list(journal.directory.glob("*.tmp"))
     journal.bind({"seed": 1})
     journal.write(0, {"rows": [1]})
     journal.write(1, {"rows": [2]})

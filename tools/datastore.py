@@ -253,8 +253,14 @@ class BatchJournal:
         self.directory = directory
 
     def bind(self, header: dict[str, Any]) -> None:
-        """Create the journal for ``header``, or check that an existing one belongs to the same request."""
+        """Create the journal for ``header``, or check that an existing one belongs to the same request.
+
+        Temporary files left by a writer that was killed mid-write are removed: one generation owns a journal.
+        """
         path = self.directory / "header.json"
+        if self.directory.is_dir():
+            for stale in self.directory.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         data = (json.dumps(header, sort_keys=True, indent=2) + "\n").encode("utf-8")
         if path.is_file():
             if json.loads(path.read_bytes()) != json.loads(data):
