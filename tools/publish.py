@@ -25,7 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from tools.flock.client import FedLedgerClient
 from tools.flock.errors import BaseModelRejectedError
+from tools.flock.ledger import SubmissionLedger, SubmissionReceipt, submit_once
 from tools.flock.schemas import FlockTask
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -308,6 +310,24 @@ def check_base_model(task: FlockTask, hub_id: str) -> BaseModelCheck:
     return BaseModelCheck(hub_id=hub_id, template=template, params=params)
 
 
+def publish_and_submit(client: FedLedgerClient, ledger: SubmissionLedger, publisher: Publisher, task: FlockTask,
+                       adapter_dir: str | os.PathLike[str], hub_id: str, repo_id: str, *,
+                       gpu_type: str | None = None) -> SubmissionReceipt:
+    """The submit step: check the base model, publish the adapter, submit it once (FLOCK_API.md section 7).
+
+    ``base_model`` is submitted as FLock's template name for ``hub_id``; the adapter must name ``hub_id`` in its
+    ``adapter_config.json``, since that is what validators load.
+    """
+    check = check_base_model(task, hub_id)
+    named = read_adapter_config(adapter_dir, require_hub_id=False)["base_model_name_or_path"]
+    if named != hub_id:
+        raise PublishError(f"{Path(adapter_dir) / ADAPTER_CONFIG}: field base_model_name_or_path is {named!r}, "
+                           f"but the submission is for {hub_id!r}")
+    published = publisher.publish(adapter_dir, repo_id)
+    return submit_once(client, ledger, task.id, published.repo_id, check.template, gpu_type or detect_gpu_type(),
+                       published.revision)
+
+
 def detect_gpu_type() -> str:
     """What FLock's reference node submits as ``gpu_type``: the CUDA device name (or "CPU")."""
     try:
@@ -331,6 +351,7 @@ __all__ = [
     "check_base_model",
     "check_repo_id",
     "detect_gpu_type",
+    "publish_and_submit",
     "read_adapter_config",
     "repo_name",
 ]

@@ -40,6 +40,9 @@ def serve(
     assignment_interval: Annotated[float, typer.Option(
         help="Minimum seconds between one validator's assignments (FLock: 180)")] = 180.0,
     link_ttl: Annotated[float, typer.Option(help="Lifetime of download links in seconds (S3: 3600)")] = 3600.0,
+    base_model: Annotated[list[str] | None, typer.Option(
+        "--base-model", help="HUB_ID=PATH: score adapters of HUB_ID with weights from a local folder or GGUF"
+    )] = None,
 ) -> None:
     """Serve the FedLedger API on loopback and print its URL and a test API key; Ctrl-C stops it."""
     from tools.flock.simulator.server import SimulatorServer
@@ -47,9 +50,17 @@ def serve(
     if publisher_root is None and state is not None:
         publisher_root = state.parent / "publisher"
     config = SimulatorConfig(assignment_interval_s=assignment_interval, link_ttl_s=link_ttl)
+    weights: dict[str, str | Path] = {}
+    for item in base_model or []:
+        hub_id, sep, path = item.partition("=")
+        if not sep or not hub_id or not path:
+            err_console.print(f"[bold red]error:[/] --base-model {item!r}: expected HUB_ID=PATH")
+            raise typer.Exit(2)
+        weights[hub_id] = Path(path)
     try:
         server = SimulatorServer(task_dir or [DEMO_TASK_DIR], state_path=state, publisher_root=publisher_root,
-                                 config=config, port=port, validate_every_s=validate_every or None)
+                                 config=config, port=port, validate_every_s=validate_every or None,
+                                 base_model_paths=weights)
         server.start()
     except (TaskFolderError, OSError, RuntimeError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}")

@@ -21,6 +21,7 @@ from tools.flock.simulator.store import Refusal, Role, SimulatorStore
 
 API_PREFIX = "/api/v1"
 ApiKey = Annotated[str | None, Header(alias="flock-api-key")]
+AdminToken = Annotated[str | None, Header(alias="x-admin-token")]
 
 
 class SubmitData(BaseModel):
@@ -118,8 +119,6 @@ def create_app(store: SimulatorStore, faults: FaultPlan | None = None, admin_tok
             raise Refusal(404, "Not Found")
         if not token or not hmac.compare_digest(token, admin_token):
             raise Refusal(401, "Invalid admin token")
-
-    AdminToken = Annotated[str | None, Header(alias="x-admin-token")]
 
     @app.get("/admin/faults")
     def list_faults(token: AdminToken = None) -> list[dict[str, Any]]:

@@ -35,8 +35,10 @@ class SimulatorServer:
     """A running simulator. Use as a context manager, or call :meth:`start` and :meth:`stop`.
 
     ``state_path`` (SQLite) and ``publisher_root`` default to a temporary folder removed on stop; pass paths to
-    keep state across restarts. ``config`` defaults to the spec's rules except that the validator may take
-    assignments back to back (``assignment_interval_s=0``), so local validation is immediate.
+    keep state across restarts. ``base_model_paths`` maps a Hub id to a local folder or GGUF holding its weights
+    (offline scoring; the adapter still names the Hub id, as validators require). ``config`` defaults to the
+    spec's rules except that the validator may take assignments back to back (``assignment_interval_s=0``), so
+    local validation is immediate.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class SimulatorServer:
         port: int = 0,
         validate_every_s: float | None = None,
         admin_token: str | None = None,
+        base_model_paths: dict[str, str | Path] | None = None,
     ):
         self._tmp = Path(tempfile.mkdtemp(prefix="flock-sim-")) if state_path is None or publisher_root is None \
             else None
@@ -68,6 +71,7 @@ class SimulatorServer:
         self.validator_api_key, self.validator_wallet = self.store.create_api_key("validator",
                                                                                  label="default-validator")
         self._scorer = scorer
+        self.base_model_paths = dict(base_model_paths or {})
         self._host = host
         self._port = port
         self._validate_every_s = validate_every_s
@@ -162,7 +166,8 @@ class SimulatorServer:
         with self._validate_lock, FedLedgerClient(self.base_url, self.validator_api_key, timeout=60,
                                                   retry=RetryPolicy(max_attempts=3, initial_wait_s=0.2,
                                                                     jitter_s=0.2)) as client:
-            validator = SimulatorValidator(client, self.publisher, scorer=self._scorer)
+            validator = SimulatorValidator(client, self.publisher, scorer=self._scorer,
+                                           base_model_paths=self.base_model_paths)
             return validator.validate_pending(task_ids or self.task_ids)
 
     def _validate_loop(self) -> None:

@@ -3,7 +3,7 @@
 For each assignment it downloads the validation set through the presigned link, fetches the adapter from the
 publisher (``hg_repo_id`` + ``revision``), checks ``base_model_name_or_path`` against the task's supported
 models, scores it with the FLock-exact BPC (:func:`tools.evaluate.score_adapter_for_validation`, which applies
-the max_params and NaN rules with their 999.0 penalty) and posts the result, or ``{"status": "failed"}`` in the
+the max_params and NaN rules with their 999.0 penalty) and posts the BPC as ``loss``, or ``{"status": "failed"}`` in the
 cases where LV marks an assignment failed (not LoRA, unsupported base, unknown template, load errors).
 """
 
@@ -31,7 +31,8 @@ from tools.publish import ADAPTER_CONFIG, Publisher, PublishError
 
 logger = logging.getLogger(__name__)
 
-#: ``(hub_id, adapter_dir, validation_file, template, context_length, max_params) -> score`` with a ``loss``.
+#: ``(hub_id, adapter_dir, validation_file, template, context_length, max_params, *, base_model=None)`` returning
+#: a score with ``bpc`` (:class:`tools.evaluate.FlockScore`).
 Scorer = Callable[..., Any]
 
 
@@ -60,20 +61,15 @@ def default_scorer() -> Scorer:
     return score_adapter_for_validation
 
 
-def submitted_loss(score: Any) -> float:
-    """The number a validator posts as ``loss`` (BPC since May 2025, 999.0 for penalties)."""
-    if isinstance(score, int | float):
-        return float(score)
-    return float(score.loss)
-
-
 class SimulatorValidator:
     """A validator node. ``client`` carries a key staked as validator; ``publisher`` resolves submitted repos."""
 
     def __init__(self, client: FedLedgerClient, publisher: Publisher, *, workdir: str | Path | None = None,
-                 scorer: Scorer | None = None, gpu_type: str = "CPU"):
+                 scorer: Scorer | None = None, gpu_type: str = "CPU",
+                 base_model_paths: dict[str, str | Path] | None = None):
         self.client = client
         self.publisher = publisher
+        self.base_model_paths = dict(base_model_paths or {})
         self.workdir = Path(workdir) if workdir else None
         self._scorer = scorer
         self.gpu_type = gpu_type
@@ -157,10 +153,12 @@ class SimulatorValidator:
         if supported and base not in supported:
             raise _Rejected(f"base model {base!r} is not supported by this task")
         data = assignment.data
+        weights = {"base_model": self.base_model_paths[base]} if base in self.base_model_paths else {}
         try:
             score = self.scorer(base, adapter_dir, eval_file.path, data.base_model, data.context_length,
-                                data.max_params if data.max_params is not None else 2**63 - 1)
+                                data.max_params if data.max_params is not None else 2**63 - 1, **weights)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             # LV marks the assignment failed on these (unknown template, unloadable repo, out of memory).
             raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
-        return submitted_loss(score)
+        # Since May 2025 validators post BPC as "loss" (999.0 when a penalty applies).
+        return float(score.bpc)
