@@ -54,7 +54,7 @@ def serve(
     for item in base_model or []:
         hub_id, sep, path = item.partition("=")
         if not sep or not hub_id or not path:
-            err_console.print(f"[bold red]error:[/] --base-model {item!r}: expected HUB_ID=PATH")
+            err_console.print(f"[bold red]error:[/] --base-model {item!r}: expected HUB_ID=PATH", soft_wrap=True)
             raise typer.Exit(2)
         weights[hub_id] = Path(path)
     try:
@@ -63,7 +63,7 @@ def serve(
                                  base_model_paths=weights)
         server.start()
     except (TaskFolderError, OSError, RuntimeError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(f"FLock simulator at [bold]{server.base_url}[/] (tasks {', '.join(map(str, server.task_ids))})")
     console.print(f"node API key:      {server.node_api_key}")
