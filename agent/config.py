@@ -67,7 +67,7 @@ class PlannerConfig(_Section):
 
 
 class TrainSettings(_Section):
-    epochs: float = Field(default=2.0, gt=0, le=20, description="passes over the training data")
+    epochs: int = Field(default=2, ge=1, le=20, description="passes over the training data")
     learning_rate: float = Field(default=4e-4, gt=0, le=1e-2, description="peak learning rate (cosine schedule)")
     lora_rank: int = Field(default=16, ge=1, le=256, description="LoRA rank")
     lora_alpha: int = Field(default=32, ge=1, le=1024, description="LoRA alpha")
@@ -92,7 +92,10 @@ class RunConfig(_Section):
     """Everything a run is configured with."""
 
     task: TaskSource = Field(default_factory=TaskSource)
-    base_model: str = Field(default=DEFAULT_BASE_MODEL, description="the model the adapter is trained on")
+    base_model: str = Field(default=DEFAULT_BASE_MODEL, description="Hub id of the model the adapter is trained "
+                                                                    "on (what FLock validators load)")
+    base_model_weights: str | None = Field(default=None, description="load the base model's weights from this "
+                                           "folder or GGUF file instead of the Hub (it must stand for base_model)")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     budget: Budget = Field(default_factory=Budget)
@@ -106,7 +109,7 @@ class RunConfig(_Section):
 #: The --quick preset: one round on a smaller budget (about 8 minutes on 2 CPU cores).
 QUICK_OVERRIDES: dict[str, Any] = {
     "budget": {"max_iterations": 1, "max_synthetic_examples": 60, "max_wall_seconds": 8 * 60},
-    "train": {"epochs": 1.0},
+    "train": {"epochs": 1},
 }
 
 

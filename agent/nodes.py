@@ -168,7 +168,8 @@ def generate(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal
                                  int(max(0, view.remaining()["generation_tokens"])))
     usage.synthetic_examples += sum(outcome.accepted_per_category.values())
     usage.generation_tokens += outcome.generation_tokens
-    ctx.trace.emit("metrics", node="generate", scope="generation", accepted=outcome.accepted_per_category,
+    ctx.trace.emit("metrics", node="generate", iteration=state.get("iteration", 0), scope="generation",
+                   accepted=outcome.accepted_per_category,
                    rejected=outcome.rejected_per_reason, stop_reason=outcome.stop_reason)
     dataset = outcome.dataset.model_dump(mode="json")
     return Command(update={"dataset": dataset, "datasets": [*state.get("datasets", []), dataset],
@@ -227,7 +228,8 @@ def submit(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal["
     receipt = ctx.tools.submit(best)
     usage = _usage(state)
     usage.submissions += 1
-    ctx.trace.emit("metrics", node="submit", scope="submission", adapter_id=best, repo_id=receipt.repo_id,
+    ctx.trace.emit("metrics", node="submit", iteration=state.get("iteration", 0), scope="submission",
+                   adapter_id=best, repo_id=receipt.repo_id,
                    revision=receipt.revision, validation_bpc=receipt.validation_bpc,
                    base_validation_bpc=receipt.base_validation_bpc)
     return Command(update={"submissions": [*state.get("submissions", []), receipt.model_dump(mode="json")],
@@ -239,7 +241,8 @@ def finish(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Report base vs best adapter on test, write cross-run lessons, and close the run."""
     ctx = runtime.context
     comparison = ctx.tools.compare_on_test(state.get("best_adapter"))
-    ctx.trace.emit("metrics", node="finish", scope="test", base_bpc=comparison.base.bpc,
+    ctx.trace.emit("metrics", node="finish", iteration=state.get("iteration", 0), scope="test",
+                   base_bpc=comparison.base.bpc,
                    adapter_bpc=comparison.adapter.bpc if comparison.adapter else None, deltas=comparison.deltas)
     if ctx.lessons is not None and not ctx.replaying:
         _write_lessons(ctx, state)

@@ -204,7 +204,9 @@ def weak_category_targets(view: PlanView, examples: int) -> dict[str, int]:
     if not gaps or examples < MIN_TARGET:
         return {}
     ranked = sorted(gaps, key=lambda c: (-gaps[c], c))
-    chosen = ranked[: max(1, math.ceil(len(ranked) / 2))]
+    half = max(1, math.ceil(len(ranked) / 2))
+    # Categories weaker than the overall score first; when none is, the relatively weakest half.
+    chosen = [c for c in ranked if gaps[c] > 0][:half] or ranked[:half]
     counts = {c: view.dataset.original_per_category.get(c, 0) + view.dataset.synthetic_per_category.get(c, 0)
               for c in chosen}
     mean_count = sum(counts.values()) / len(counts) or 1.0
