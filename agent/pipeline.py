@@ -78,7 +78,8 @@ def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> 
     assert task_dir is not None
     sim_dir = paths.root / "flock-sim"
     # The simulator's validator loads the base model like FLock's does, from the Hub id, unless weights are given.
-    weights = {config.base_model: config.base_model_weights} if config.base_model_weights else None
+    weights: dict[str, str | Path] | None = (
+        {config.base_model: config.base_model_weights} if config.base_model_weights else None)
     server = SimulatorServer([task_dir], state_path=sim_dir / "state.sqlite", publisher_root=sim_dir / "publisher",
                              base_model_paths=weights)
     redactor.add(server.node_api_key)
