@@ -10,7 +10,7 @@ from tools.data import load_jsonl
 from tools.evaluate import score_adapter_for_validation
 from tools.flock.errors import FlockSubmissionLimitError
 from tools.flock.ledger import SubmissionLedger, submit_once
-from tools.flock.simulator import SimulatorServer
+from tools.flock.simulator import FaultRule, SimulatorServer
 from tools.flock.testing import FAST_RETRY, make_lora_adapter, write_task_folder
 from tools.publish import publish_and_submit, repo_name
 
@@ -82,3 +82,24 @@ def test_validator_penalties_and_failures(tiny_model_dir, adapters, tmp_path):
         statuses = {i.hg_repo_id: (i.submission_phase_score, i.model_extra and i.model_extra["validation_status"])
                     for i in client.wallet_submissions(3)}
         assert statuses == {"local/big": (999.0, "validated"), "local/unsupported": (None, "failed")}
+
+
+def test_validator_survives_faults_on_its_own_calls(tiny_model_dir, adapters, tmp_path):
+    folder = write_task_folder(tmp_path / "task", task_id=4, data={"supported_base_models": [SMOL]})
+    lines = (folder / "validation_set.jsonl").read_text().splitlines(keepends=True)
+    (folder / "validation_set.jsonl").write_text("".join(lines[:4]))  # a short set keeps scoring quick
+    faults = [FaultRule(endpoint="request_assignment", kind="server_error", status=503),
+              FaultRule(endpoint="storage", kind="truncate"),
+              FaultRule(endpoint="update_assignment", kind="lose_response")]
+    with SimulatorServer([folder], base_model_paths={SMOL: tiny_model_dir}) as sim, \
+            sim.client(retry=FAST_RETRY) as client:
+        published = sim.publisher.publish(adapters[0], "local/faults")
+        submit_once(client, SubmissionLedger.in_run_dir(tmp_path / "run"), 4, published.repo_id, "qwen1.5", "CPU",
+                    published.revision)
+        sim.add_faults(*faults)
+        (outcome,) = sim.validate_pending()
+        assert sim.faults.pending() == []
+        # The completed result landed before its response was lost; the retry found the assignment closed.
+        assert outcome.status == "failed" and "no longer validating" in (outcome.reason or "")
+        (item,) = client.wallet_submissions(4)
+        assert item.submission_phase_score is not None and 0 < item.submission_phase_score < 999

@@ -4,9 +4,8 @@
   to the API host and only on calls that need it, and never appears in a repr, a log line or an error message.
 - Errors with a ``{"detail": ...}`` body become typed :mod:`tools.flock.errors` exceptions carrying the message.
 - 429, 5xx, timeouts and connection errors are retried with exponential backoff and jitter, honouring
-  ``Retry-After``; other 4xx are not. Calls that create something on the server (submit-result, assignment
-  requests) are retried only when the request provably never reached it; :func:`tools.flock.ledger.submit_once`
-  reconciles the rest.
+  ``Retry-After``; other 4xx are not. submit-result, which creates a submission, is resent only when the
+  request provably never reached the server; :func:`tools.flock.ledger.submit_once` reconciles the rest.
 - Downloads stream to a temporary file next to the caller's destination, check size, content type and JSONL
   shape, and are renamed into place only when complete. An expired presigned link (403 from the storage host)
   is replaced by fetching the task again.
@@ -277,8 +276,10 @@ class FedLedgerClient:
         return items
 
     def request_validation_assignment(self, task_id: int | str) -> ValidationAssignment:
+        """Ask for a submission to validate. Retried like a read, as LV does: an assignment whose answer was
+        lost only lapses on the server (and a retry within the lookup interval gets the rate-limit error)."""
         path = f"/tasks/request-validation-assignment/{task_id}"
-        raw = self._call(lambda: self._request_once("POST", path, auth=True), creates=True)
+        raw = self._call(lambda: self._request_once("POST", path, auth=True))
         return ValidationAssignment.model_validate(raw)
 
     def update_validation_assignment(self, assignment_id: int, status: str,

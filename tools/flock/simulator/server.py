@@ -55,6 +55,7 @@ class SimulatorServer:
         validate_every_s: float | None = None,
         admin_token: str | None = None,
         base_model_paths: dict[str, str | Path] | None = None,
+        faults: Sequence[FaultRule] = (),
     ):
         self._tmp = Path(tempfile.mkdtemp(prefix="flock-sim-")) if state_path is None or publisher_root is None \
             else None
@@ -65,6 +66,7 @@ class SimulatorServer:
         for folder in load_task_folders([Path(d) for d in (task_dirs or [DEMO_TASK_DIR])]):
             self.store.register_task(folder)
         self.faults = FaultPlan()
+        self.faults.add(*faults)
         self.admin_token = admin_token or secrets.token_urlsafe(16)
         self.app = create_app(self.store, self.faults, self.admin_token)
         self.node_api_key, self.node_wallet = self.store.create_api_key("node", label="default-node")

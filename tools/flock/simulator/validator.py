@@ -9,6 +9,7 @@ cases where LV marks an assignment failed (not LoRA, unsupported base, unknown t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -119,9 +120,11 @@ class SimulatorValidator:
         try:
             self.client.update_validation_assignment(assignment.id, status, data)
         except FlockAssignmentNotValidatingError:
-            # LV's answer to "not in validating status": mark it failed (it may have lapsed meanwhile).
-            self.client.update_validation_assignment(assignment.id, "failed")
-            status, reason = "failed", "assignment no longer validating"
+            # LV's answer: mark it failed. The server keeps whatever closed it first (a lapse, or an earlier
+            # attempt of this very update whose response was lost).
+            with contextlib.suppress(FlockAssignmentNotValidatingError):
+                self.client.update_validation_assignment(assignment.id, "failed")
+            status, reason = "failed", "assignment was no longer validating when the result was posted"
         return ValidationOutcome(assignment_id=assignment.id, submission_id=submission.id,
                                  task_id=submission.task_id, hg_repo_id=submission.data.hg_repo_id,
                                  revision=submission.data.revision, status=status,
