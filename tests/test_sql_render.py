@@ -127,3 +127,28 @@ def test_faithfulness_requires_the_measured_column_and_numbers_by_value() -> Non
     assert faithfulness("Which loans have not been returned?", "SELECT id FROM loans WHERE returned = 0", schema).ok
     assert faithfulness("Which book has the most pages?",
                         "SELECT title FROM books ORDER BY pages DESC LIMIT 1", schema).ok
+
+
+@pytest.mark.parametrize(
+    ("sql", "question", "reason"),
+    [
+        ("SELECT SUM(pages) FROM books", "What is the maximum number of pages of books?", "missing_aggregate"),
+        ("SELECT SUM(pages) FROM books", "How many pages do all books have in total?", "ok"),
+        ("SELECT MIN(year) FROM books", "What is the latest year of books?", "missing_aggregate"),
+        ("SELECT genre, COUNT(*) FROM books GROUP BY genre", "How many books are there per author?", "missing_group"),
+        ("SELECT title FROM books ORDER BY pages DESC LIMIT 5", "Which 5 books have the fewest pages?", "wrong_order"),
+        ("SELECT title FROM books ORDER BY pages DESC LIMIT 5", "Which 5 books have the most pages?", "ok"),
+        ("SELECT title FROM books WHERE pages > 300", "Which books have under 300 pages?", "wrong_comparison"),
+        ("SELECT title FROM books WHERE pages > 300", "Which books have over 300 pages?", "ok"),
+        ("SELECT name FROM members WHERE id NOT IN (SELECT member_id FROM loans)",
+         "Which members have loans?", "missing_negation"),
+        ("SELECT name FROM authors INTERSECT SELECT name FROM members",
+         "List the names of authors or members.", "missing_set_operation"),
+        ("SELECT title FROM books WHERE title LIKE '%Moon%'", "Which books are about Moon?", "missing_pattern"),
+        ("SELECT title FROM books GROUP BY title", "How many books are there?", "extra_aggregate"),
+        ("SELECT name FROM authors WHERE country = 'Peru'", "Which members and authors are from Peru?",
+         "foreign_table"),
+    ],
+)
+def test_faithfulness_catches_contradicted_structure(sql: str, question: str, reason: str) -> None:
+    assert faithfulness(question, sql, parse_schema(LIBRARY)).reason == reason

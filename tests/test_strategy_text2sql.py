@@ -9,7 +9,13 @@ import pytest
 from tools.data import FlockRecord, Turn
 from tools.sql.sandbox import check_sql
 from tools.strategies.base import Candidate, Draft, Rejection
-from tools.strategies.text2sql import SeedFormatError, Text2SQLStrategy, extract_question, question_of
+from tools.strategies.text2sql import (
+    SeedFormatError,
+    Text2SQLStrategy,
+    chat_messages,
+    extract_question,
+    question_of,
+)
 from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql
 
 SYSTEM = "You translate questions into SQLite. Reply with SQL only."
@@ -69,7 +75,12 @@ def test_draft_then_complete_without_a_model(strategy: Text2SQLStrategy, categor
     draft = strategy.draft(category, rng)
     assert isinstance(draft, Draft), draft
     assert draft.prompt_id == "text2sql_question" and draft.prompt_hash
-    assert draft.messages and draft.state["sql"] in draft.messages[0]["content"]
+    assert draft.messages is not None
+    roles = [m["role"] for m in draft.messages]
+    # System instructions with the schema, then each anchor as a user (SQL) / assistant (question) pair.
+    assert roles == ["system"] + ["user", "assistant"] * len(draft.seed_ids) + ["user"]
+    assert "CREATE TABLE" in draft.messages[0]["content"]
+    assert draft.messages[-1]["content"] == draft.state["sql"]
     assert 2 <= len(draft.seed_ids) <= 4
     candidate = strategy.complete(draft, None)
     assert isinstance(candidate, Candidate), candidate
@@ -93,7 +104,8 @@ def test_anchors_are_real_seeds_of_the_category(strategy: Text2SQLStrategy) -> N
     assert isinstance(draft, Draft)
     group_seed = _seed(*PAIRS[3])
     assert group_seed.record_id in draft.seed_ids
-    assert "How many orders per status?" in draft.messages[0]["content"]
+    assert draft.messages is not None
+    assert {"role": "assistant", "content": "How many orders per status?"} in draft.messages
 
 
 def test_model_text_kept_when_faithful_replaced_when_not(strategy: Text2SQLStrategy) -> None:
@@ -135,6 +147,14 @@ def test_no_usable_seed_is_a_clear_error() -> None:
     chat = FlockRecord(conversations=[Turn(role="user", content="hello"), Turn(role="assistant", content="hi")])
     with pytest.raises(SeedFormatError, match="no usable text-to-SQL seed among 2 records"):
         Text2SQLStrategy(Text2SQLPlugin(), [broken, chat])
+
+
+def test_chat_messages_split_on_role_lines() -> None:
+    rendered = "[system]\nRules.\n\n[user]\nSELECT 1\n[assistant]\nWhat is one?\n[user]\nSELECT 2"
+    assert chat_messages(rendered) == [
+        {"role": "system", "content": "Rules."}, {"role": "user", "content": "SELECT 1"},
+        {"role": "assistant", "content": "What is one?"}, {"role": "user", "content": "SELECT 2"}]
+    assert chat_messages("no markers") == [{"role": "user", "content": "no markers"}]
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ _QUESTION_SLOT = "\x00QUESTION\x00"
 _LIST_MARKER = re.compile(r"^\s*(?:[-*>]|\d+[.)])\s+")
 _LEADING_LABEL = re.compile(r"^\s*(?:\*\*)?(?:question|q|user|answer|natural language)\s*(?:\*\*)?\s*[:\-]\s*(?:\*\*)?",
                             re.IGNORECASE)
+_ROLE_LINE = re.compile(r"^\[(system|user|assistant|end)\]\s*$")
 _QUOTES = "\"'`“”‘’"
 
 
@@ -109,6 +110,26 @@ def _frame_of(record: FlockRecord) -> tuple[RecordFrame, str] | None:
         user_frame = user[:position] + _QUESTION_SLOT + user[position + len(question):]
         return RecordFrame(templated, user_frame), block
     return None
+
+
+def chat_messages(rendered: str) -> list[dict[str, str]]:
+    """Split a rendered prompt into chat messages at its ``[system]``/``[user]``/``[assistant]`` lines: few-shot
+    examples as earlier turns suit chat models, small ones especially, better than one long message."""
+    messages: list[dict[str, str]] = []
+    role: str | None = None
+    lines: list[str] = []
+    for line in [*rendered.splitlines(), "[end]"]:
+        marker = _ROLE_LINE.match(line)
+        if marker is None:
+            lines.append(line)
+            continue
+        content = "\n".join(lines).strip()
+        if role is not None and content:
+            messages.append({"role": role, "content": content})
+        elif content:
+            messages.append({"role": "user", "content": content})
+        role, lines = marker.group(1), []
+    return messages
 
 
 def extract_question(model_text: str) -> str:
@@ -227,7 +248,7 @@ class Text2SQLStrategy(GenerationStrategy):
         fallback = render_question(query.sql, domain.schema, rng)
         return Draft(
             category=query.category,
-            messages=[{"role": "user", "content": text}],
+            messages=chat_messages(text),
             prompt_id=self.prompt.id,
             prompt_hash=text_hash(text),
             seed_ids=[r.record_id for r in anchors],
