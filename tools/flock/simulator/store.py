@@ -330,14 +330,11 @@ class SimulatorStore:
         for sid in submission_ids:
             rows = db.execute("SELECT status, loss FROM assignments WHERE submission_id=?", (sid,)).fetchall()
             losses = [r["loss"] for r in rows if r["status"] == "completed"]
-            statuses = {r["status"] for r in rows}
-            if len(losses) >= self.config.validations_per_submission:
-                state = "validated"
-            elif "validating" in statuses:
+            closed = sum(1 for r in rows if r["status"] in ("completed", "failed"))
+            if closed >= self.config.validations_per_submission:  # no longer offered to validators
+                state = "validated" if losses else "failed"
+            elif any(r["status"] == "validating" for r in rows):
                 state = "validating"
-            elif len(rows) and not losses and statuses <= {"failed"} and \
-                    len(rows) >= self.config.validations_per_submission:
-                state = "failed"
             else:
                 state = "pending"
             out[sid] = {"score": statistics.median(losses) if losses else None, "validation_status": state,
