@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
@@ -137,7 +138,10 @@ def resolve_column(column: exp.Column, schema: Schema) -> tuple[str, str] | None
     return None
 
 
+@lru_cache(maxsize=8192)
 def parse_sql(sql: str) -> exp.Expr | None:
+    """The SQLite syntax tree of ``sql``, or None when it does not parse. Cached and shared between callers:
+    copy a tree (``tree.copy()``) before changing it."""
     try:
         return sqlglot.parse_one(sql, read="sqlite")
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError):

@@ -300,7 +300,7 @@ class _Renderer:
         if isinstance(left, exp.Literal | exp.Neg) and isinstance(right, exp.Column):
             flipped = {"gt": exp.LT, "gte": exp.LTE, "lt": exp.GT, "lte": exp.GTE}.get(node.key)
             if flipped is not None:
-                return self.comparison(flipped(this=right, expression=left), scope, skip_links=skip_links)
+                return self.comparison(flipped(this=right.copy(), expression=left.copy()), scope, skip_links=skip_links)
             left, right = right, left
         if isinstance(left, exp.Column) and isinstance(right, exp.Column):
             left_table, right_table = scope.table_of(left, self.schema), scope.table_of(right, self.schema)
