@@ -1,7 +1,7 @@
 """Seeded, realistic SQLite databases synthesized from a schema.
 
 Rows get values chosen by column name and type (person names, cities, countries, titles, genres, statuses, dates,
-years, prices, quantities, ratings, ...); personal-looking values are clearly synthetic (``anna.kim3@example.com``,
+years, prices, quantities, ratings, ...); personal-looking values are clearly synthetic (``user12@example.com``,
 ``555-0142``). Foreign-key columns point at existing parent rows. A *literal pool* (``"table.column"`` -> values,
 usually taken from the task's real queries by :func:`tools.sql.literals.literal_pool`) puts those values in the
 data, so a real query's filter such as ``city = 'Berlin'`` or ``year > 2021`` returns rows; numeric pool values
@@ -195,10 +195,7 @@ def _text_maker(words: list[str], name: str, column: Column, ctx: _Context, rng:
     """Strings by what the column names (and, for ``name``/``title``/``category``, by its table)."""
     has = set(words).__contains__
     if has("email") or has("mail"):
-        return lambda r: (
-            f"{r.choice(vocab.FIRST_NAMES).lower()}.{r.choice(vocab.LAST_NAMES).lower()}{r.randint(1, 99)}"
-            "@example.com"
-        )
+        return lambda r: f"user{r.randint(1, 9999)}@example.com"
     if has("phone") or has("mobile") or has("fax") or has("tel"):
         return lambda r: f"555-01{r.randint(0, 99):02d}"
     if has("code") and ctx.about("airport"):
