@@ -34,7 +34,7 @@ Maker = Callable[[random.Random], SQLValue]
 DEFAULT_ROWS = (10, 24)
 _AIRPORTS = {code: (name, city, country) for code, name, city, country in vocab.AIRPORTS}
 _CITY_COUNTRY = dict(vocab.CITIES)
-_BOOLEAN_WORDS = {
+BOOLEAN_WORDS = {
     "returned", "explicit", "vegetarian", "vegan", "active", "available", "paid", "verified", "completed",
     "cancelled", "deleted", "enabled", "flag", "frequent_flyer", "in_stock", "married", "retired", "open", "online",
     "public", "featured", "premium", "approved", "shipped", "archived", "subscribed", "delivered", "refunded",
@@ -60,12 +60,14 @@ class _Context:
         return any(w in self.domain_words for w in words)
 
 
-def _words(name: str) -> list[str]:
+def name_words(name: str) -> list[str]:
+    """The lower-case words of an identifier: ``unit_price`` and ``unitPrice`` give ``['unit', 'price']``."""
     parts = re.split(r"[_\s]+|(?<=[a-z])(?=[A-Z])", name)
     return [p.lower() for p in parts if p]
 
 
-def _singular(word: str) -> str:
+def singular(word: str) -> str:
+    """A plural English noun's singular (``categories`` -> ``category``); other words unchanged."""
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
     if word.endswith(("sses", "ches", "shes", "xes")):
@@ -76,8 +78,8 @@ def _singular(word: str) -> str:
 
 
 def _word_forms(name: str) -> frozenset[str]:
-    words = _words(name)
-    return frozenset(words + [_singular(w) for w in words])
+    words = name_words(name)
+    return frozenset(words + [singular(w) for w in words])
 
 
 def _choice(options: Sequence[SQLValue]) -> Maker:
@@ -351,8 +353,8 @@ def _name_maker(has: Callable[[str], bool], person_column: bool, ctx: _Context, 
 def _column_maker(column: Column, ctx: _Context, rng: random.Random) -> Maker:
     """The value maker for one column, from its kind and the words of its name."""
     name = column.name.lower()
-    words = _words(column.name)
-    is_flag = name.startswith(("is_", "has_", "can_")) or name in _BOOLEAN_WORDS or words[-1] in _BOOLEAN_WORDS
+    words = name_words(column.name)
+    is_flag = name.startswith(("is_", "has_", "can_")) or name in BOOLEAN_WORDS or words[-1] in BOOLEAN_WORDS
     if column.kind == "boolean" or (column.kind == "integer" and is_flag):
         share = rng.uniform(0.25, 0.75)
         return lambda r: int(r.random() < share)
@@ -414,7 +416,7 @@ class _TableFiller:
         self.fks = {fk.column.lower(): fk for fk in schema.foreign_keys_of(table.name)}
         self.identity = {
             c.name for c in table.columns
-            if c.kind == "text" and {"name", "title"} & set(_words(c.name)) and c.name.lower() not in self.fks
+            if c.kind == "text" and {"name", "title"} & set(name_words(c.name)) and c.name.lower() not in self.fks
         }
         self.city_column = self._find_column(lambda w: "city" in w)
         self.country_column = self._find_column(lambda w: "country" in w and "user" not in w)
@@ -422,7 +424,7 @@ class _TableFiller:
         self.name_column = self._find_column(lambda w: w == ["name"])
 
     def _find_column(self, test: Callable[[list[str]], bool]) -> str | None:
-        return next((c.name for c in self.table.columns if c.kind == "text" and test(_words(c.name))), None)
+        return next((c.name for c in self.table.columns if c.kind == "text" and test(name_words(c.name))), None)
 
     def _styled(self, column: Column, maker: Maker) -> Maker:
         """Follow the case of the pool's strings (``'defender'`` makes the whole column lower case)."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from tools.sql.database import _BOOLEAN_WORDS, _singular, _words
+from tools.sql.database import BOOLEAN_WORDS, name_words, singular
 from tools.sql.literals import like_text, literal_value, parse_sql, query_literals
 from tools.sql.schema import Schema
 
@@ -59,7 +59,7 @@ def _plural(noun: str) -> str:
     last = words[-1]
     if last in _IRREGULAR:
         plural = _IRREGULAR[last]
-    elif last.endswith("s") and _singular(last) != last:
+    elif last.endswith("s") and singular(last) != last:
         plural = last
     elif last.endswith("y") and len(last) > 2 and last[-2] not in "aeiou":
         plural = last[:-1] + "ies"
@@ -76,16 +76,16 @@ def _article(noun: str) -> str:
 
 def _lemma(word: str) -> str:
     lowered = word.lower()
-    return _IRREGULAR_SINGULAR.get(lowered) or _singular(lowered)
+    return _IRREGULAR_SINGULAR.get(lowered) or singular(lowered)
 
 
 def humanize(name: str) -> str:
     """``unit_price`` -> ``unit price``; ``orderDate`` -> ``order date``."""
-    return " ".join(_words(name))
+    return " ".join(name_words(name))
 
 
 def table_noun(name: str, *, plural: bool = True) -> str:
-    words = _words(name)
+    words = name_words(name)
     if not words:
         return name
     singular = " ".join([*words[:-1], _lemma(words[-1])])
@@ -175,7 +175,8 @@ class _Renderer:
         if declared is not None and declared.kind == "boolean":
             return True
         name = column.name.lower()
-        return name.startswith(("is_", "has_", "can_")) or name in _BOOLEAN_WORDS or _words(name)[-1] in _BOOLEAN_WORDS
+        last = name_words(name)[-1] if name_words(name) else name
+        return name.startswith(("is_", "has_", "can_")) or name in BOOLEAN_WORDS or last in BOOLEAN_WORDS
 
     def is_text(self, column: exp.Column, scope: _Scope) -> bool:
         table = scope.table_of(column, self.schema)
@@ -184,7 +185,7 @@ class _Renderer:
         return declared is not None and declared.kind == "text" and not self.is_date(column)
 
     def is_date(self, column: exp.Column) -> bool:
-        return bool(set(_words(column.name)) & _DATE_WORDS) or column.name.lower().endswith(("_at", "_on"))
+        return bool(set(name_words(column.name)) & _DATE_WORDS) or column.name.lower().endswith(("_at", "_on"))
 
     def expression_phrase(self, node: exp.Expr, scope: _Scope, subject: str) -> str:
         """A noun phrase for a projected or ordered expression (column, aggregate, star, literal)."""
@@ -497,7 +498,7 @@ class _Renderer:
             joined = len(set(scope.aliases.values())) > 1
             label_of_other_table = (found is not None and scope.main is not None
                                     and (found.name.lower() != scope.main.lower() or joined)
-                                    and set(_words(column.name)) & {"name", "title"})
+                                    and set(name_words(column.name)) & {"name", "title"})
             if label_of_other_table and found is not None:
                 names.append(table_noun(found.name, plural=False))
             else:
@@ -629,7 +630,7 @@ class _Renderer:
     def group_question(self, select: exp.Select, scope: _Scope, clause: str) -> str:
         text = self._group_question(select, scope, clause)
         subject = table_noun(scope.main) if scope.main else ""
-        if subject and not ({_lemma(w) for w in _words(subject)} & _lemmas(text)):
+        if subject and not ({_lemma(w) for w in name_words(subject)} & _lemmas(text)):
             text = f"{text[:-1]} among {subject}{text[-1]}"
         return text
 
@@ -933,10 +934,10 @@ def faithfulness(question: str, sql: str, schema: Schema) -> FaithCheck:
     stems = [w.lower() for w in re.findall(r"[A-Za-z]+", text)]
     tables, columns = _main_parts(tree, schema)
     for group in tables:
-        if not any(_named(_words(table), lemmas, stems) for table in group):
+        if not any(_named(name_words(table), lemmas, stems) for table in group):
             missing.append(" or ".join(group))
     for column in columns:
-        significant = [w for w in _words(column.name) if w not in _STOP_COLUMN_WORDS and len(w) > 1]
+        significant = [w for w in name_words(column.name) if w not in _STOP_COLUMN_WORDS and len(w) > 1]
         if not significant or set(significant) <= {"name", "title"}:
             continue  # a name, title or id column is named by naming its table
         if not _named(significant, lemmas, stems):
@@ -995,7 +996,7 @@ def _top_selects(tree: exp.Expr) -> list[exp.Select]:
 def _structure_issues(tree: exp.Expr, schema: Schema, words: set[str], lowered: str) -> Iterator[tuple[str, str]]:
     """Constructs of the SQL the question contradicts or leaves out: aggregates, grouping, ordering direction,
     comparison direction, negation, set operations; and tables the question names that the SQL does not read."""
-    column_words = {_lemma(w) for c in tree.find_all(exp.Column) for w in _words(c.name)}
+    column_words = {_lemma(w) for c in tree.find_all(exp.Column) for w in name_words(c.name)}
     selects = _top_selects(tree)
     used_tables = {t.name.lower() for t in tree.find_all(exp.Table)}
     # A table one foreign key away is fair to name ("courses with no students" over enrollments).
@@ -1015,7 +1016,7 @@ def _structure_issues(tree: exp.Expr, schema: Schema, words: set[str], lowered: 
         group = select.args.get("group")
         if group is not None:
             for column in group.find_all(exp.Column):
-                significant = [w for w in _words(column.name) if w not in _STOP_COLUMN_WORDS]
+                significant = [w for w in name_words(column.name) if w not in _STOP_COLUMN_WORDS]
                 is_key = any(column.name.lower() in {k.lower() for k in t.primary_key} for t in schema.tables)
                 if not significant or set(significant) <= {"name", "title"} or is_key:
                     continue  # an entity's key or name: grouping "per customer" names it through the table
@@ -1056,5 +1057,5 @@ def _structure_issues(tree: exp.Expr, schema: Schema, words: set[str], lowered: 
         head = table_noun(table.name)
         singular = table_noun(table.name, plural=False)
         named = re.search(rf"\b({re.escape(head)}|(?:each|per|every) {re.escape(singular)})\b", lowered)
-        if named and not {_lemma(w) for w in _words(table.name)} <= column_words:
+        if named and not {_lemma(w) for w in name_words(table.name)} <= column_words:
             yield "foreign_table", table.name

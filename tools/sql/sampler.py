@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Literal
 
 from tools.sql import vocab
-from tools.sql.database import SQLValue, _words
+from tools.sql.database import SQLValue, name_words, singular
 from tools.sql.sandbox import run_query
 from tools.sql.schema import ForeignKey, Schema, Table
 from tools.sql.style import SQLStyle
@@ -93,7 +93,7 @@ class _From:
 
 
 def _is_person_table(table: Table) -> bool:
-    return any(w in vocab.PERSON_TABLE_WORDS or w.rstrip("s") in vocab.PERSON_TABLE_WORDS for w in _words(table.name))
+    return any(w in vocab.PERSON_TABLE_WORDS or singular(w) in vocab.PERSON_TABLE_WORDS for w in name_words(table.name))
 
 
 def _ident(name: str) -> str:
@@ -161,7 +161,7 @@ class QuerySampler:
     @staticmethod
     def _role(table: Table, name: str, kind: str, primary: bool, is_fk: bool, values: tuple[SQLValue, ...],
               count: int) -> Role:
-        words = set(_words(name))
+        words = set(name_words(name))
         if is_fk:
             return "fk"
         if primary and len(table.primary_key) == 1:
@@ -197,7 +197,7 @@ class QuerySampler:
     def label(self, table: Table) -> ColumnInfo | None:
         """The column that names a row: ``name``/``title``, else a distinctive text column, else the key."""
         labels = self.infos(table, "label")
-        named = [c for c in labels if set(_words(c.name)) & _NAME_WORDS]
+        named = [c for c in labels if set(name_words(c.name)) & _NAME_WORDS]
         if named:
             return named[0]
         if labels:
@@ -309,7 +309,7 @@ class _Query:
             alias = f"T{len(self.aliases) + 1}"
             self.aliases.add(alias)
             return alias
-        words = _words(hint or table.name) or ["t"]
+        words = name_words(hint or table.name) or ["t"]
         initials = "".join(w[0] for w in words if w[0].isalpha()) or "t"
         candidates = [initials, words[0][:2], words[0][:3], *(f"{initials}{i}" for i in range(2, 9))]
         alias = next(c for c in candidates if c.lower() not in self.aliases and c.lower() not in _RESERVED)
@@ -379,7 +379,7 @@ class _Query:
         self_join = child.name.lower() == parent.name.lower()
         start_with_child = self.rng.random() < 0.6 or self_join
         order = [child, parent] if start_with_child else [parent, child]
-        hints = [None, _words(first.column)[0]] if self_join else [None, None]
+        hints = [None, name_words(first.column)[0]] if self_join else [None, None]
         sources = [self.source(order[0], aliased=True, hint=hints[0]),
                    self.source(order[1], aliased=True, hint=hints[1])]
         by_table = {order[0].name.lower(): sources[0], order[1].name.lower(): sources[1]}
@@ -837,7 +837,7 @@ class _Query:
         groups = self.s.infos(src.table, "category") + self.s.infos(src.table, "year")
         target = self.rng.choice(groups)
         ref = self.ref(src, target.name, qualify=qualify)
-        item, alias = self.agg("COUNT", "*", alias_hint=f"{_words(src.table.name)[-1]}_count")
+        item, alias = self.agg("COUNT", "*", alias_hint=f"{name_words(src.table.name)[-1]}_count")
         where = self.where(self._filters(from_, qualify=qualify)) if self.rng.random() < 0.25 else ""
         return self._group_tail([ref, item], ref, from_.sql, where, self.kw("COUNT(*)"), alias)
 
@@ -898,7 +898,7 @@ class _Query:
             agg_expr = f"{self.kw(func)}({self.ref(child_src, measure.name, qualify=True)})"
             hint = {"SUM": "total_", "AVG": "avg_", "MAX": "max_"}[func] + measure.name
         else:
-            agg_expr, hint = self.kw("COUNT(*)"), f"{_words(child_src.table.name)[-1]}_count"
+            agg_expr, hint = self.kw("COUNT(*)"), f"{name_words(child_src.table.name)[-1]}_count"
         item, alias = self.agg(agg_expr.split("(")[0], agg_expr[agg_expr.index("(") + 1:-1], alias_hint=hint)
         items = [label_ref, item] if self.rng.random() < 0.75 else [label_ref]
         row = self.witness(from_)
@@ -1091,7 +1091,7 @@ class _Query:
                 inner_alias = f"avg_{measure.name}"
         else:
             inner_expr = self.kw("COUNT(*)")
-            inner_alias = self.rng.choice(("n", "cnt", f"{_words(table.name)[-1]}_count"))
+            inner_alias = self.rng.choice(("n", "cnt", f"{name_words(table.name)[-1]}_count"))
         outer_func = self.rng.choice(("AVG", "MAX", "MIN"))
         keep_group = self.rng.random() < 0.3
         items = ([_ident(group_col)] if keep_group else []) + [f"{inner_expr} {self.kw('AS')} {inner_alias}"]
@@ -1235,7 +1235,7 @@ class _Query:
                 people = _is_person_table(a) and _is_person_table(b)
                 for info_a in self.s.infos(a, "category", "label"):
                     for info_b in self.s.infos(b, "category", "label"):
-                        if _words(info_a.name)[-1] != _words(info_b.name)[-1]:
+                        if name_words(info_a.name)[-1] != name_words(info_b.name)[-1]:
                             continue
                         # Union-compatible in meaning, not just in type: person names of two person tables, or
                         # columns whose values overlap (cities, countries).
