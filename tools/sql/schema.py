@@ -60,10 +60,6 @@ class Column:
     not_null: bool = False
     unique: bool = False
 
-    @property
-    def is_numeric(self) -> bool:
-        return self.kind in ("integer", "real")
-
 
 @dataclass(frozen=True)
 class ForeignKey:
