@@ -30,6 +30,10 @@ DEMO_TASK_DIR = Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" 
 @app.callback()
 def _root() -> None:
     """SynthGen Agent: targeted synthetic data and LoRA training for FLock.io AI Arena tasks."""
+    import logging
+
+    # httpx logs whole request URLs at INFO, presigned download links included: never let them reach a log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -420,6 +424,20 @@ def config_doc() -> None:
     for name, default, description in describe_fields():
         table.add_row(name, default, description)
     console.print(table)
+
+
+def _wire_stage_commands() -> None:
+    """Commands that live with their stages: the FLock simulator, data generation, the OpenAI-compatible server."""
+    from tools.flock.cli import app as flock_sim_app
+    from tools.generate_cli import generate_command
+    from tools.openai_server import serve_openai
+
+    app.add_typer(flock_sim_app, name="flock-sim")
+    app.command("generate")(generate_command)
+    app.command("serve-openai")(serve_openai)
+
+
+_wire_stage_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -138,11 +138,12 @@ def plan(state: AgentState, runtime: Runtime[RunContext]) -> Command[PlanRoute]:
     ctx = runtime.context
     view = PlanView.from_state(state, ctx.budget)
     lessons: list[str] = []
-    if ctx.planner_kind != "policy" and ctx.lessons is not None:
+    if ctx.planner_kind != "policy":
         store = ctx.lessons
         from memory.lessons import lessons_for
 
-        lessons = ctx.tools.lessons(view.task.task_type, lambda: lessons_for(store, view.task.task_type))
+        lessons = ctx.tools.lessons(view.task.task_type,
+                                    lambda: lessons_for(store, view.task.task_type) if store is not None else [])
     record = _propose(ctx, view, lessons)
     # Whatever the planner said, the guardrail has the last word (the policy's own decisions are checked too).
     problem = check_decision(record.decision, view)

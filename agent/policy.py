@@ -204,7 +204,8 @@ def weak_category_targets(view: PlanView, examples: int) -> dict[str, int]:
     if not gaps or examples < MIN_TARGET:
         return {}
     ranked = sorted(gaps, key=lambda c: (-gaps[c], c))
-    half = max(1, math.ceil(len(ranked) / 2))
+    # Each chosen category gets at least MIN_TARGET rows, so a small round targets fewer categories.
+    half = max(1, min(math.ceil(len(ranked) / 2), examples // MIN_TARGET))
     # Categories weaker than the overall score first; when none is, the relatively weakest half.
     chosen = [c for c in ranked if gaps[c] > 0][:half] or ranked[:half]
     counts = {c: view.dataset.original_per_category.get(c, 0) + view.dataset.synthetic_per_category.get(c, 0)

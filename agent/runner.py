@@ -103,10 +103,12 @@ class Runner:
     """Runs the agent; one instance per command."""
 
     def __init__(self, store: RunStore, toolbox_factory: ToolboxFactory = default_toolbox_factory,
-                 on_step: StepCallback | None = None):
+                 on_step: StepCallback | None = None,
+                 planner_factory: Callable[[RunConfig], Planner | None] = build_planner):
         self.store = store
         self.toolbox_factory = toolbox_factory
         self.on_step = on_step
+        self.planner_factory = planner_factory
 
     # ----- start / resume ----------------------------------------------------------------------------------------
     def start(self, config: RunConfig, run_id: str | None = None) -> RunOutcome:
@@ -146,7 +148,8 @@ class Runner:
             with self.toolbox_factory(config, paths, redactor) as toolbox:
                 context = RunContext(run_id=paths.run_id, budget=config.budget,
                                      tools=RecordedToolbox(toolbox, cassette, trace), trace=trace, cassette=cassette,
-                                     planner_kind=config.planner.kind, planner=build_planner(config), lessons=lessons)
+                                     planner_kind=config.planner.kind, planner=self.planner_factory(config),
+                                     lessons=lessons)
                 graph = compile_graph(checkpointer=checkpointer, store=lessons)
                 run_config = thread_config(paths.run_id, recursion_limit(config.budget.max_iterations))
                 for update in graph.stream(graph_input, config=run_config, context=context, stream_mode="updates"):

@@ -112,6 +112,8 @@ def test_targets_respect_the_round_budget_and_minimum() -> None:
     assert sum(targets.values()) <= 10
     assert all(n >= 4 for n in targets.values())
     assert weak_category_targets(v, 2) == {}
+    small = weak_category_targets(view(), 8)
+    assert sum(small.values()) <= 8
 
 
 def test_allowed_actions_and_schema_follow_the_guardrail() -> None:

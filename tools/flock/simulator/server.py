@@ -69,9 +69,10 @@ class SimulatorServer:
         self.faults.add(*faults)
         self.admin_token = admin_token or secrets.token_urlsafe(16)
         self.app = create_app(self.store, self.faults, self.admin_token)
-        self.node_api_key, self.node_wallet = self.store.create_api_key("node", label="default-node")
-        self.validator_api_key, self.validator_wallet = self.store.create_api_key("validator",
-                                                                                 label="default-validator")
+        self.node_api_key, self.node_wallet = self.store.create_api_key(
+            "node", label="default-node", api_key=self.store.default_api_key("default-node"))
+        self.validator_api_key, self.validator_wallet = self.store.create_api_key(
+            "validator", label="default-validator", api_key=self.store.default_api_key("default-validator"))
         self._scorer = scorer
         self.base_model_paths = dict(base_model_paths or {})
         self._host = host

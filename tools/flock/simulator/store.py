@@ -261,6 +261,12 @@ class SimulatorStore:
         return path
 
     # ----- keys and stakes -----------------------------------------------------------------------------------
+    def default_api_key(self, label: str) -> str:
+        """A key derived from this simulator's own secret: the same state gives the same default keys (and so the
+        same wallets) after a restart, so a resumed client still sees its earlier submissions."""
+        digest = hmac.new(self._secret(), f"default-key:{label}".encode(), hashlib.sha256).hexdigest()
+        return "flk_" + digest[:32]
+
     def create_api_key(self, role: Role, task_ids: list[int] | None = None, *, label: str | None = None,
                        api_key: str | None = None) -> tuple[str, str]:
         """Register an API key staked as ``role`` on the tasks (default: all served). Returns (key, wallet)."""

@@ -1,0 +1,108 @@
+"""Shared pieces of the agent tests: a small task folder cut from the demo task, run configurations on the tiny
+model, and a scripted chat model that replays fixed answers (and fails loudly when it runs out)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from agent.config import RunConfig, build_config
+from tools.data import load_jsonl, write_jsonl
+from tools.tasks.text2sql import categorize_sql
+
+DEMO = Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "text2sql"
+SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def mini_task_dir(root: Path, per_category: int = 6, validation_per_category: int = 2) -> Path:
+    """A task folder with a few demo records per category (same task.json), small enough for tiny-model runs."""
+    folder = root / "mini_task"
+    if (folder / "task.json").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, target, count in (("training_set.jsonl", "training_set.jsonl", per_category),
+                                  ("validation_set.jsonl", "validation_set.jsonl", validation_per_category)):
+        by_category: dict[str, list[Any]] = defaultdict(list)
+        for record in load_jsonl(DEMO / source).records:
+            category = categorize_sql(record.assistant_texts()[-1])[0]
+            if len(by_category[category]) < count:
+                by_category[category].append(record)
+        write_jsonl([r for c in sorted(by_category) for r in by_category[c]], folder / target)
+    shutil.copy(DEMO / "task.json", folder / "task.json")
+    return folder
+
+
+def tiny_config(tmp_path: Path, task_dir: Path, weights: Path, *, planner: str = "policy",
+                overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A run on the mini task with the tiny random model standing for SmolLM2 (same tokenizer and template)."""
+    settings: dict[str, Any] = {
+        "task": {"kind": "dir", "task_dir": str(task_dir)},
+        "base_model": SMOL,
+        "base_model_weights": str(weights),
+        "generator": {"backend": "none", "batch_size": 8},
+        # The scripted model stands in for the endpoint; the URL only satisfies the configuration check.
+        "planner": {"kind": planner, **({"base_url": "http://127.0.0.1:9/v1"} if planner == "llm" else {})},
+        "budget": {"max_iterations": 2, "max_synthetic_examples": 16, "no_gain_patience": 5,
+                   "max_wall_seconds": 3600},
+        "train": {"epochs": 1, "lora_rank": 4, "lora_alpha": 8, "batch_tokens": 2048},
+        "eval": {"task_metric": False, "dev_fraction": 0.15, "test_fraction": 0.15},
+        "runs_dir": str(tmp_path / "runs"),
+    }
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict):
+            settings.setdefault(key, {}).update(value)
+        else:
+            settings[key] = value
+    return build_config(None, settings)
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Answers with the given messages in order; a string becomes text, a dict becomes a ``decide`` tool call.
+    Running out is an error, so a test cannot pass by accident on a cycled answer."""
+
+    script: list[Any]
+    position: int = 0
+    prompts: list[str] = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        if self.position >= len(self.script):
+            raise AssertionError(f"scripted model ran out after {len(self.script)} answers")
+        answer = self.script[self.position]
+        self.position += 1
+        self.prompts.append(str(messages[-1].content))
+        if isinstance(answer, dict):
+            message = AIMessage(content="", tool_calls=[{"name": "decide", "args": answer, "id": f"call{self.position}"}])
+        else:
+            message = AIMessage(content=str(answer))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def read_state(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    from agent.runner import load_state
+    from memory.runs import RunStore
+
+    return load_state(RunStore(runs_dir).paths(run_id))
+
+
+def dataset_hashes(state: dict[str, Any]) -> list[str]:
+    return [d["version"] for d in state.get("datasets", [])]
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

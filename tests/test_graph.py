@@ -1,0 +1,138 @@
+"""Graph scenarios on the real pipeline with the tiny model: a scripted LLM planner, the policy planner, the
+guardrail's retry and override path, replay of the recorded run, and snapshots of what the model sees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.graph import compile_graph
+from agent.planner import LLMPlanner, render_planner_prompt
+from agent.policy import PlanView
+from agent.runner import Runner
+from agent.state import Budget
+from memory.runs import RunStore
+from tests.agent_helpers import ScriptedChatModel, mini_task_dir, read_state, tiny_config
+from tests.test_policy import make_state
+
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+UPDATE = os.environ.get("SYNTHGEN_UPDATE_SNAPSHOTS") == "1"
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return mini_task_dir(tmp_path_factory.mktemp("task"))
+
+
+def scripted_runner(runs_dir: Path, script: list[Any]) -> tuple[Runner, ScriptedChatModel]:
+    model = ScriptedChatModel(script=script)
+    return Runner(RunStore(runs_dir), planner_factory=lambda config: LLMPlanner(model, name=config.planner.model)), \
+        model
+
+
+def test_full_loop_with_an_llm_planner_submits_to_the_simulator(tmp_path: Path, task_dir: Path,
+                                                                tiny_model_dir: Path) -> None:
+    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm")
+    runner, model = scripted_runner(config.runs_dir, [
+        {"action": "generate", "targets": {"nested": 4, "join": 4}, "train_overrides": None,
+         "rationale": "nested and join are weakest"},
+        {"action": "train", "targets": {}, "train_overrides": None, "rationale": "train on the new data"},
+        {"action": "submit", "targets": {}, "train_overrides": None, "rationale": "it beats the base model"},
+        {"action": "stop", "targets": {}, "train_overrides": None, "rationale": "submitted"},
+    ])
+    outcome = runner.start(config, run_id="llm-loop")
+    state = outcome.state
+    assert state["status"] == "finished"
+    assert [d["decision"]["action"] for d in state["decisions"]] == ["generate", "train", "submit", "stop"]
+    assert {d["source"] for d in state["decisions"]} == {"llm"}
+    assert state["datasets"][-1]["synthetic_per_category"] == {"join": 4, "nested": 4}
+    assert len(state["adapters"]) == len(state["evaluations"]) == 1
+    best = state["evaluations"][0]
+    assert best["bpc"] < state["baseline"]["bpc"]
+    submission = state["submissions"][0]
+    assert submission["adapter_id"] == state["best_adapter"]
+    assert submission["validation_bpc"] is not None  # scored by the simulator's validator over HTTP
+    assert submission["validation_bpc"] < submission["base_validation_bpc"]
+    assert state["test_report"]["adapter"]["adapter_id"] == state["best_adapter"]
+    assert model.position == 4
+    assert "nested" in model.prompts[0]
+    # The recording replays: same decisions, every call answered from the cassette.
+    replay = runner.replay("llm-loop")
+    assert replay.ok, replay.problems
+    assert [d[1] for d in replay.decisions] == ["generate", "train", "submit", "stop"]
+
+
+def test_invalid_unknown_and_over_budget_decisions_are_retried_then_overridden(tmp_path: Path, task_dir: Path,
+                                                                                 tiny_model_dir: Path) -> None:
+    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm",
+                         overrides={"budget": {"max_iterations": 1, "max_synthetic_examples": 8}})
+    runner, _ = scripted_runner(config.runs_dir, [
+        "I think we should generate more joins",  # no JSON at all
+        {"action": "generate", "targets": {"joins": 5}, "train_overrides": None, "rationale": "typo"},  # unknown
+        # (the policy decides: generate) then:
+        {"action": "generate", "targets": {"join": 500}, "train_overrides": None, "rationale": "lots"},  # budget
+        {"action": "train", "targets": {}, "train_overrides": None, "rationale": "ok, train"},  # retry succeeds
+        {"action": "submit", "targets": {}, "train_overrides": None, "rationale": "submit"},
+        {"action": "stop", "targets": {}, "train_overrides": None, "rationale": "done"},
+    ])
+    state = runner.start(config, run_id="guarded").state
+    records = state["decisions"]
+    assert records[0]["source"] == "override"
+    assert "unknown categories ['joins']" in records[0]["guardrail"]
+    assert records[0]["decision"]["action"] == "generate"
+    assert records[1]["source"] == "retry"
+    assert records[1]["decision"]["action"] == "train"
+    assert [r["source"] for r in records[2:]] == ["llm", "llm"]
+    assert state["status"] == "finished"
+    replay = runner.replay("guarded")
+    assert replay.ok, replay.problems
+    assert [d[3] for d in replay.decisions] == ["override", "retry", "llm", "llm"]
+
+
+def test_policy_run_resumes_after_an_interrupt_without_redoing_work(tmp_path: Path, task_dir: Path,
+                                                                   tiny_model_dir: Path) -> None:
+    config = tiny_config(tmp_path, task_dir, tiny_model_dir, overrides={"budget": {"max_iterations": 1}})
+    seen: list[str] = []
+
+    def stop_after_generate(node: str, update: dict[str, Any]) -> None:
+        seen.append(node)
+        if node == "generate":
+            raise KeyboardInterrupt
+
+    runner = Runner(RunStore(config.runs_dir), on_step=stop_after_generate)
+    first = runner.start(config, run_id="interrupted")
+    assert first.interrupted
+    assert RunStore(config.runs_dir).get("interrupted")["status"] == "interrupted"
+    resumed = Runner(RunStore(config.runs_dir), on_step=lambda node, update: seen.append(node)).resume("interrupted")
+    assert resumed.state["status"] == "finished"
+    assert seen.count("generate") == 1  # the finished node was not run again
+    assert seen.count("bootstrap") == 1
+    state = read_state(config.runs_dir, "interrupted")
+    assert [d["decision"]["action"] for d in state["decisions"]][-1] == "stop"
+    assert Runner(RunStore(config.runs_dir)).replay("interrupted").ok
+
+
+def _check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if UPDATE or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{path} changed; if intended, refresh with SYNTHGEN_UPDATE_SNAPSHOTS=1")
+
+
+def test_graph_diagram_snapshot() -> None:
+    _check_snapshot("graph.mmd", compile_graph().get_graph().draw_mermaid())
+
+
+def test_planner_prompt_snapshot() -> None:
+    state = make_state(evaluations=[{"split": "dev", "adapter_id": "a1", "bpc": 0.9,
+                                     "per_category": {"join": {"bpc": 1.0, "examples": 5}}}],
+                       adapters=[{"adapter_id": "a1", "iteration": 1, "dataset_version": "v0", "path": "/a",
+                                  "train_tokens": 10}], best_adapter="a1", usage={"iterations": 1})
+    text, _ = render_planner_prompt(PlanView.from_state(state, Budget()), ["targeted data for 'join': helped"],
+                                    "unknown categories ['joins']")
+    _check_snapshot("planner_prompt.txt", text + "\n")
