@@ -13,6 +13,7 @@ from typing import Any
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
 
 from agent.config import RunConfig, build_config
 from tools.data import load_jsonl, write_jsonl
@@ -70,7 +71,7 @@ class ScriptedChatModel(BaseChatModel):
 
     script: list[Any]
     position: int = 0
-    prompts: list[str] = []
+    prompts: list[str] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -87,7 +88,8 @@ class ScriptedChatModel(BaseChatModel):
         self.position += 1
         self.prompts.append(str(messages[-1].content))
         if isinstance(answer, dict):
-            message = AIMessage(content="", tool_calls=[{"name": "decide", "args": answer, "id": f"call{self.position}"}])
+            call = {"name": "decide", "args": answer, "id": f"call{self.position}"}
+            message = AIMessage(content="", tool_calls=[call])
         else:
             message = AIMessage(content=str(answer))
         return ChatResult(generations=[ChatGeneration(message=message)])
