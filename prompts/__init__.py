@@ -49,7 +49,12 @@ class Prompt:
                 f"prompt {self.id!r} ({self.path.name}): missing variables {sorted(missing)}, "
                 f"unexpected {sorted(extra)}"
             )
-        return _ENV.from_string(self.body).render(**values).strip()
+        return _compiled(self.body).render(**values).strip()
+
+
+@cache
+def _compiled(body: str) -> jinja2.Template:
+    return _ENV.from_string(body)
 
 
 def text_hash(text: str) -> str:
