@@ -1,0 +1,582 @@
+"""LoRA / QLoRA training on FLock data: a small loop on torch + peft, fast on CPU and GPU.
+
+What makes it fast (measured in benchmarks/train_throughput.py against FLock's reference recipe):
+- batches of examples of similar length under a padded-token budget, right-padded with no attention mask (under a
+  causal mask, padding at the end cannot change earlier positions), so little compute goes to padding;
+- logits only at positions whose next token is a target (tools.evaluate.target_token_losses): the LM head and its
+  softmax over the vocabulary are skipped for prompt tokens;
+- bf16 autocast where the hardware has bf16 (AVX512-BF16 / AMX on CPU, Ampere+ on GPU) with the frozen base
+  weights stored in bf16, so they are not re-cast on every step; LoRA weights and optimizer state stay fp32.
+
+The loss is FLock's: assistant tokens only (tools.templates masking). By default every example weighs the same
+(``loss_weighting="example"``), as in FLock's score, which averages per-example mean losses.
+
+Output: ``output_dir`` holds only what FLock accepts (``adapter_config.json`` whose ``base_model_name_or_path`` is
+the Hub id, ``adapter_model.safetensors``); ``<output_dir>.metrics.json`` beside it holds the run's metrics.
+Checkpoints (``output_dir/.checkpoints``, written atomically) let a killed run resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.data import FlockRecord
+from tools.evaluate import TokenBatch, length_grouped_batches, make_batch, target_token_losses
+from tools.templates import ChatTemplate, TokenizedExample, get_template, tokenize_records
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+CHECKPOINT_DIR = ".checkpoints"
+
+
+class TrainConfig(BaseModel):
+    """Training settings. Defaults are what the benchmark measures as "ours"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lora_r: Annotated[int, Field(gt=0)] = 16
+    lora_alpha: Annotated[int, Field(gt=0)] = 32
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    learning_rate: Annotated[float, Field(gt=0)] = 4e-4
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    epochs: Annotated[int, Field(gt=0)] = 2
+    max_steps: Annotated[int, Field(gt=0)] | None = None
+    """Optimizer steps; overrides ``epochs`` when set."""
+    batch_tokens: Annotated[int, Field(gt=0)] = 2048
+    """Padded tokens per micro-batch (rows x longest row). An example longer than this gets a batch of its own."""
+    grad_accum: Annotated[int, Field(gt=0)] = 1
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """The cosine schedule ends at learning_rate * min_lr_ratio."""
+    max_grad_norm: Annotated[float, Field(gt=0)] | None = 1.0
+    loss_weighting: Literal["example", "token"] = "example"
+    seed: int = 0
+    bf16: bool | None = None
+    """None: use bf16 autocast when the device supports it."""
+    qlora: bool | None = None
+    """4-bit NF4 base weights with double quantization. None: on when training on a GPU."""
+    checkpoint_every: Annotated[int, Field(ge=0)] = 50
+    """Save a resumable checkpoint every this many optimizer steps (0: never)."""
+    max_train_tokens: Annotated[int, Field(gt=0)] | None = None
+    """Stop once this many real (non-padding) tokens have been trained on."""
+
+
+class TrainProgress(BaseModel):
+    """Sent to the progress callback after every optimizer step."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    learning_rate: float
+    real_tokens: int
+    tokens_per_s: float
+    elapsed_s: float
+
+
+class TrainResult(BaseModel):
+    """What a training run produced and how it went."""
+
+    adapter_dir: Path
+    metrics_path: Path
+    hub_id: str
+    template: str
+    context_length: int
+    config: TrainConfig
+    steps: int
+    total_steps: int
+    epochs_completed: float
+    stopped: Literal["completed", "max_steps", "max_train_tokens"]
+    loss_curve: list[float]
+    examples: int
+    skipped_examples: int
+    """Examples with no target token left after truncation (nothing to learn from them)."""
+    real_tokens: int
+    padded_tokens: int
+    target_tokens: int
+    tokens_per_s: float
+    """Real (non-padding) tokens per second of training-loop time."""
+    train_time_s: float
+    wall_time_s: float
+    peak_memory_bytes: int
+    peak_memory_method: str
+    bf16: bool
+    qlora: bool
+    device: str
+    resumed_from_step: int | None = None
+    fingerprint: str
+
+
+class TrainingOOMError(RuntimeError):
+    """Training ran out of memory; the message names the settings to lower."""
+
+
+ProgressCallback = Callable[[TrainProgress], None]
+
+
+# ----- hardware ----------------------------------------------------------------------------------------------
+def bf16_supported(device: str) -> bool:
+    """Whether bf16 matmuls run natively on ``device`` (otherwise autocast would emulate them slowly)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = torch.cpu
+    return bool(torch.backends.mkldnn.is_available()
+                and (cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _malloc_in_use() -> Callable[[], int] | None:
+    """Bytes currently allocated through glibc malloc (heap + mmapped chunks), or None off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+
+    def in_use() -> int:
+        info = mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    return in_use
+
+
+class PeakMemory:
+    """Peak memory in use while the context is open, above its value at entry.
+
+    GPU: CUDA's allocator peak. CPU: bytes allocated through glibc malloc (where torch's CPU tensors live),
+    sampled every few milliseconds by a thread. Resident set size would hide the peak once freed memory is kept by
+    the allocator for reuse, and tracemalloc cannot see tensors; off glibc the RSS peak is the fallback.
+    """
+
+    def __init__(self, device: str, interval_s: float = 0.005):
+        self.device, self.interval_s = device, interval_s
+        self.peak_bytes = 0
+        self._reader = None if device.startswith("cuda") else _malloc_in_use()
+        if device.startswith("cuda"):
+            self.method = "cuda max_memory_allocated above start"
+        elif self._reader is not None:
+            self.method = "glibc malloc in-use bytes above start (sampled every 5 ms)"
+        else:
+            self.method = "RSS peak above start (sampled every 5 ms)"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0
+
+    def __enter__(self) -> PeakMemory:
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+            return self
+        read = self._reader
+        if read is None:
+            import psutil
+
+            process = psutil.Process()
+
+            def read() -> int:
+                return int(process.memory_info().rss)
+
+        self._start = read()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self.peak_bytes = max(self.peak_bytes, read() - self._start)
+                self._stop.wait(self.interval_s)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.device.startswith("cuda"):
+            self.peak_bytes = torch.cuda.max_memory_allocated() - self._start
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+# ----- data --------------------------------------------------------------------------------------------------
+def epoch_batches(examples: Sequence[TokenizedExample], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """This epoch's micro-batches: similar lengths grouped under the token budget, in a seeded random order.
+
+    Ties in length are broken randomly per epoch, so batches differ between epochs while padding stays small.
+    """
+    rng = random.Random(f"{seed}:{epoch}")
+    keys = [(len(e), rng.random()) for e in examples]
+    order = sorted(range(len(examples)), key=lambda i: keys[i])
+    batches = length_grouped_batches([len(e) for e in examples], batch_tokens, order=order)
+    rng.shuffle(batches)
+    return batches
+
+
+def _fingerprint(hub_id: str, template: ChatTemplate, context_length: int, config: TrainConfig,
+                 records: Sequence[FlockRecord]) -> str:
+    digest = hashlib.sha256()
+    header = {"hub_id": hub_id, "template": template.name, "context_length": context_length,
+              "config": config.model_dump(mode="json")}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for record in records:
+        digest.update(record.record_id.encode())
+    return digest.hexdigest()[:16]
+
+
+# ----- checkpoints -------------------------------------------------------------------------------------------
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".step-", dir=root))
+    save_file(_trainable_state(model), str(staging / "trainable.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, staging / "optimizer.pt")
+    (staging / "state.json").write_text(json.dumps(state))
+    final = root / f"step-{state['step']:07d}"
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    _atomic_write_text(root / "latest.json", json.dumps({"dir": final.name}))
+    for old in root.iterdir():  # older checkpoints and staging left by a killed run
+        if old.is_dir() and old.name != final.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
+    import torch
+    from safetensors.torch import load_file
+
+    pointer = root / "latest.json"
+    if not pointer.is_file():
+        return None
+    folder = root / json.loads(pointer.read_text())["dir"]
+    weights = load_file(str(folder / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    extra = torch.load(folder / "optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["torch_rng"])
+    random.setstate(extra["python_rng"])
+    state: dict[str, Any] = json.loads((folder / "state.json").read_text())
+    return state
+
+
+# ----- model -------------------------------------------------------------------------------------------------
+def _prepare_model(base_model: Any, hub_id: str, config: TrainConfig, device: str, use_bf16: bool,
+                   use_qlora: bool) -> Any:
+    """Load the base (bf16 frozen weights under bf16, NF4 under QLoRA) and wrap it with fresh LoRA layers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tools.models import load_causal_lm
+
+    dtype = torch.bfloat16 if use_bf16 else torch.float32
+    model = load_causal_lm(base_model, dtype=dtype, quantize_4bit=use_qlora, device=device, hub_id=hub_id)
+    torch.manual_seed(config.seed)  # LoRA A matrices are drawn from the global RNG
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM", bias="none")
+    peft_model = get_peft_model(model, lora)
+    for param in peft_model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()  # fp32 master weights for the LoRA matrices
+    if use_bf16:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        # Under autocast the LoRA matmuls run in bf16 anyway; peft's cast of every LoRA input to the fp32 weight
+        # dtype would only add a full-size fp32 copy of each input, kept for the backward pass.
+        for module in peft_model.modules():
+            if isinstance(module, BaseTunerLayer):
+                setattr(module, "cast_input_dtype_enabled", False)  # noqa: B010 - typed as Module attribute
+    peft_model.train()
+    return peft_model
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError | MemoryError) or "out of memory" in text or (
+        "can't allocate memory" in text)
+
+
+@contextmanager
+def _oom_hint(config: TrainConfig, context_length: int) -> Iterator[None]:
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not _is_oom(exc):
+            raise
+        raise TrainingOOMError(
+            f"out of memory while training ({type(exc).__name__}). Lower TrainConfig.batch_tokens "
+            f"(now {config.batch_tokens}; each micro-batch holds up to that many padded tokens), or the task's "
+            f"context_length (now {context_length}), or set qlora=True to store the base weights in 4 bits."
+        ) from exc
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+# ----- the loop ----------------------------------------------------------------------------------------------
+def _step_loss(model: Any, batches: list[TokenBatch], weighting: str, autocast: Any) -> tuple[float, int]:
+    """Forward + backward for one optimizer step's micro-batches; returns (mean loss, target tokens)."""
+    import torch
+
+    counts = []
+    for batch in batches:
+        per_row = (batch.labels[:, 1:] != -100).sum(dim=1)
+        counts.append(per_row)
+    total_targets = int(sum(int(c.sum()) for c in counts))
+    total_rows = sum(int((c > 0).sum()) for c in counts)
+    loss_sum = 0.0
+    for batch, per_row in zip(batches, counts, strict=True):
+        with autocast():
+            losses, rows = target_token_losses(model, batch)
+        if weighting == "example":
+            weights = 1.0 / (per_row[rows].to(losses.dtype) * total_rows)
+        else:
+            weights = torch.full_like(losses, 1.0 / total_targets)
+        loss = (losses * weights).sum()
+        loss.backward()
+        loss_sum += float(loss.detach())
+    return loss_sum, total_targets
+
+
+def train_adapter(
+    base_model: str | os.PathLike[str],
+    records: Sequence[FlockRecord],
+    output_dir: str | os.PathLike[str],
+    config: TrainConfig | None = None,
+    *,
+    template: ChatTemplate | str,
+    context_length: int,
+    progress: ProgressCallback | None = None,
+    resume: bool = True,
+    hub_id: str | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter on ``records`` and save it where FLock can take it.
+
+    ``base_model`` is a Hub id, a local folder or a GGUF file (tools.models); ``hub_id`` names the Hub model it
+    stands for when that cannot be inferred (written into ``adapter_config.json``). With ``resume``, a run whose
+    checkpoints are in ``output_dir`` continues from the last one, and a finished run with the same data and
+    settings is returned as it is.
+    """
+    import torch
+
+    from tools.models import default_device, load_tokenizer, resolve_model
+
+    config = config or TrainConfig()
+    t = get_template(template)
+    out = Path(output_dir)
+    metrics_path = out.with_name(out.name + ".metrics.json")
+    device = device or default_device()
+    use_bf16 = bf16_supported(device) if config.bf16 is None else config.bf16
+    use_qlora = device.startswith("cuda") if config.qlora is None else config.qlora
+    if not records:
+        raise ValueError("no training records")
+    wall_start = time.perf_counter()
+
+    resolved = resolve_model(base_model, hub_id=hub_id)
+    final_hub_id = resolved.hub_id or str(resolved.path)
+    if resolved.hub_id is None:
+        logger.warning("no Hub id known for %s: the adapter will name the local path, which FLock rejects; "
+                       "pass hub_id=", base_model)
+    tokenizer = load_tokenizer(base_model)
+    fingerprint = _fingerprint(final_hub_id, t, context_length, config, records)
+    if resume and metrics_path.is_file() and all((out / f).is_file() for f in ADAPTER_FILES):
+        previous = TrainResult.model_validate_json(metrics_path.read_text())
+        if previous.fingerprint == fingerprint:
+            logger.info("adapter in %s already trained with these data and settings; reusing it", out)
+            return previous
+
+    all_examples = tokenize_records(records, tokenizer, t, context_length)
+    examples = [e for e in all_examples if sum(e.target_mask[1:]) > 0]
+    skipped = len(all_examples) - len(examples)
+    if not examples:
+        raise ValueError(f"none of the {len(records)} records has an assistant token within context_length "
+                         f"{context_length}; nothing to train on")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    micro_per_epoch = len(epoch_batches(examples, config.batch_tokens, config.seed, 0))
+    steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    if config.max_train_tokens is not None and config.max_steps is None:
+        tokens_per_step = sum(len(e) for e in examples) / steps_per_epoch
+        total_steps = min(total_steps, max(1, math.ceil(config.max_train_tokens / tokens_per_step)))
+    warmup_steps = max(1, round(config.warmup_ratio * total_steps)) if config.warmup_ratio > 0 else 0
+
+    checkpoints = out / CHECKPOINT_DIR
+    if not resume and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    with PeakMemory(device) as memory, _oom_hint(config, context_length):
+        model = _prepare_model(base_model, final_hub_id, config, device, use_bf16, use_qlora)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_lambda(total_steps, warmup_steps, config.min_lr_ratio))
+
+        state: dict[str, Any] = {"step": 0, "epoch": 0, "micro": 0, "real_tokens": 0, "padded_tokens": 0,
+                                 "target_tokens": 0, "loss_curve": [], "train_time_s": 0.0,
+                                 "fingerprint": fingerprint}
+        resumed_from = None
+        if resume:
+            loaded = _load_checkpoint(checkpoints, model, optimizer, scheduler)
+            if loaded is not None:
+                if loaded.get("fingerprint") != fingerprint:
+                    raise ValueError(
+                        f"{checkpoints} holds a checkpoint of a different run (other data or settings); "
+                        "pass resume=False to start over, or use another output_dir")
+                state, resumed_from = loaded, loaded["step"]
+                logger.info("resuming from step %d", resumed_from)
+
+        autocast = (lambda: torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)) if use_bf16 \
+            else (lambda: torch.autocast(device_type=device.split(":")[0], enabled=False))
+        stopped: Literal["completed", "max_steps", "max_train_tokens"] = "completed"
+        loop_start = time.perf_counter()
+        time_before = state["train_time_s"]
+        batches_epoch, batches = -1, []
+        while state["step"] < total_steps:
+            if batches_epoch != state["epoch"]:
+                batches = epoch_batches(examples, config.batch_tokens, config.seed, state["epoch"])
+                batches_epoch = state["epoch"]
+            if state["micro"] >= len(batches):
+                state["epoch"] += 1
+                state["micro"] = 0
+                continue
+            group = batches[state["micro"]:state["micro"] + config.grad_accum]
+            token_batches = [make_batch(examples, g, pad_id, device) for g in group]
+            loss, targets = _step_loss(model, token_batches, config.loss_weighting, autocast)
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            state["micro"] += len(group)
+            state["step"] += 1
+            state["real_tokens"] += sum(b.real_tokens for b in token_batches)
+            state["padded_tokens"] += sum(b.padded_tokens for b in token_batches)
+            state["target_tokens"] += targets
+            state["loss_curve"].append(loss)
+            state["train_time_s"] = time_before + time.perf_counter() - loop_start
+            if progress is not None:
+                progress(TrainProgress(
+                    step=state["step"], total_steps=total_steps, epoch=state["epoch"], loss=loss,
+                    learning_rate=scheduler.get_last_lr()[0], real_tokens=state["real_tokens"],
+                    tokens_per_s=state["real_tokens"] / max(state["train_time_s"], 1e-9),
+                    elapsed_s=state["train_time_s"]))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss} at step {state['step']}; lower "
+                                         f"TrainConfig.learning_rate (now {config.learning_rate})")
+            if config.max_train_tokens is not None and state["real_tokens"] >= config.max_train_tokens:
+                stopped = "max_train_tokens"
+                break
+            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 \
+                    and state["step"] < total_steps:
+                _save_checkpoint(checkpoints, model, optimizer, scheduler, state)
+        if stopped == "completed" and config.max_steps is not None:
+            stopped = "max_steps"
+        _save_adapter(model, out, final_hub_id)
+
+    epochs_completed = state["epoch"] + state["micro"] / max(1, micro_per_epoch)
+    result = TrainResult(
+        adapter_dir=out, metrics_path=metrics_path, hub_id=final_hub_id, template=t.name,
+        context_length=context_length, config=config, steps=state["step"], total_steps=total_steps,
+        epochs_completed=round(epochs_completed, 4), stopped=stopped, loss_curve=state["loss_curve"],
+        examples=len(examples), skipped_examples=skipped, real_tokens=state["real_tokens"],
+        padded_tokens=state["padded_tokens"], target_tokens=state["target_tokens"],
+        tokens_per_s=state["real_tokens"] / max(state["train_time_s"], 1e-9), train_time_s=state["train_time_s"],
+        wall_time_s=time.perf_counter() - wall_start, peak_memory_bytes=memory.peak_bytes,
+        peak_memory_method=memory.method, bf16=use_bf16, qlora=use_qlora, device=device,
+        resumed_from_step=resumed_from, fingerprint=fingerprint,
+    )
+    _atomic_write_text(metrics_path, result.model_dump_json(indent=2))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return result
+
+
+def _save_adapter(model: Any, out: Path, hub_id: str) -> None:
+    """Write the adapter files FLock takes, atomically, naming the Hub id as the base model."""
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out))
+    try:
+        model.save_pretrained(str(staging))
+        config_path = staging / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = hub_id
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+        for name in ADAPTER_FILES:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+__all__ = [
+    "PeakMemory",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "TrainingOOMError",
+    "bf16_supported",
+    "epoch_batches",
+    "train_adapter",
+]
