@@ -34,6 +34,12 @@ def _root() -> None:
 
     # httpx logs whole request URLs at INFO, presigned download links included: never let them reach a log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # bitsandbytes announces an optional CPU kernel package on import; it changes nothing here.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # Our own progress bars (with ETA) cover model loading; the libraries' bars would interleave with them.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
