@@ -200,6 +200,15 @@ def match_submission(items: list[WalletSubmission], hg_repo_id: str, revision: s
     return max(recent, key=lambda i: i.submitted_at or since) if recent else None
 
 
+def _may_still_be_processing(exc: FlockError) -> bool:
+    """Whether a send that failed may still complete on the server: the client stopped waiting for the answer
+    (a read or write timeout), or a gateway answered that it stopped waiting (504). Sending again then could
+    submit the revision twice, however long the submission list was watched."""
+    if isinstance(exc, FlockServerError):
+        return exc.status_code == 504
+    return isinstance(exc, FlockTransportError) and exc.cause_type in ("ReadTimeout", "WriteTimeout")
+
+
 def find_on_server(client: FedLedgerClient, task_id: int, hg_repo_id: str, revision: str,
                    since: datetime) -> WalletSubmission | None:
     """Look the submission up in ``/tasks/wallet-submissions`` (see :func:`match_submission`)."""
@@ -212,7 +221,8 @@ def submit_once(client: FedLedgerClient, ledger: SubmissionLedger, task_id: int,
 
     After a send whose outcome is unknown (timeout, dropped connection, 5xx) the server's list is polled for
     ``settle_s`` seconds (default: the client's timeout), since a request that timed out here may still be
-    completing there, and only then is the submission sent again.
+    completing there, and only then is the submission sent again: never within this call after a timeout or a
+    504, when the server may still be working on it (the next call checks again and sends if still absent).
 
     Raises the server's refusal (e.g. :class:`~tools.flock.errors.FlockSubmissionLimitError`) as is, and
     :class:`~tools.flock.errors.FlockSubmissionUncertainError` when the outcome cannot be established; the entry
@@ -287,6 +297,12 @@ def _submit_locked(client: FedLedgerClient, ledger: SubmissionLedger, task_id: i
                     f"the submission of {hg_repo_id}@{revision} to task {task_id} may have reached the server "
                     f"({exc}) and its submission list could not be read ({last}); the ledger keeps it as "
                     "'sending' and the next submit_once call checks the server before sending anything") from exc
+            if _may_still_be_processing(exc):
+                raise FlockSubmissionUncertainError(
+                    f"the submission of {hg_repo_id}@{revision} to task {task_id} got no answer ({exc}) and is not "
+                    f"in the server's submission list after {settle:g}s, but the server may still be working on it, "
+                    "so it is not sent again now; the ledger keeps it as 'sending' and the next submit_once call "
+                    "sends it only if the server still does not list it") from exc
             continue
         except FlockAPIError as exc:
             ledger.mark_refused(hg_repo_id, revision, str(exc))
