@@ -38,6 +38,11 @@ class TaskSource(_Section):
     api_base_url: str = Field(default="https://fed-ledger-prod.flock.io/api/v1",
                               description="FedLedger API base URL (kind=flock)")
     api_key_env: str = Field(default="FLOCK_API_KEY", description="environment variable holding the FLock API key")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="FedLedger API request timeout, seconds")
+    retry_attempts: int = Field(default=5, ge=1, le=20, description="attempts per FedLedger call (429, 5xx, "
+                                                                   "timeouts and dropped connections are retried)")
+    retry_wait_s: float = Field(default=1.0, ge=0, le=60, description="first wait before a FedLedger retry, "
+                                                                     "doubled per attempt (a Retry-After wins)")
 
 
 class GeneratorConfig(_Section):

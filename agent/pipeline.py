@@ -57,18 +57,49 @@ class TaskEnvironment:
         return self.simulator is not None
 
 
+#: Fault rules (a JSON list of :class:`tools.flock.simulator.faults.FaultRule` objects) injected into the
+#: in-process simulator of a local run, for reliability tests; off unless set, refused with the live API.
+SIM_FAULTS_ENV = "SYNTHGEN_SIM_FAULTS"
+
+
+def simulator_faults() -> list[Any]:
+    """The fault rules named by ``$SYNTHGEN_SIM_FAULTS`` (none when unset)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from tools.flock.simulator.faults import FaultRule
+
+    raw = os.environ.get(SIM_FAULTS_ENV, "").strip()
+    if not raw:
+        return []
+    try:
+        return TypeAdapter(list[FaultRule]).validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PipelineError(f"${SIM_FAULTS_ENV}: {where}: {first['msg']}") from None
+
+
 @contextlib.contextmanager
 def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> Iterator[TaskEnvironment]:
     """Start the in-process simulator for local tasks (state kept in the run folder, so a resumed run finds its
     submissions), or connect to the live FedLedger API."""
-    from tools.flock.client import FedLedgerClient
+    from tools.flock.client import FedLedgerClient, RetryPolicy
     from tools.publish import HubPublisher
 
+    settings = config.task
+    http: dict[str, Any] = {"timeout": settings.timeout_s,
+                            "retry": RetryPolicy(max_attempts=settings.retry_attempts,
+                                                 initial_wait_s=settings.retry_wait_s,
+                                                 jitter_s=min(1.0, settings.retry_wait_s))}
+    faults = simulator_faults()
     if config.task.kind == "flock":
+        if faults:
+            raise PipelineError(f"${SIM_FAULTS_ENV} injects faults into the local simulator only; unset it to run "
+                                "against the live FLock API")
         api_key = os.environ.get(config.task.api_key_env, "")
         redactor.add(api_key)
         redactor.add(os.environ.get("HF_TOKEN"))
-        with FedLedgerClient(config.task.api_base_url, api_key) as client:
+        with FedLedgerClient(config.task.api_base_url, api_key, **http) as client:
             yield TaskEnvironment(client=client, publisher=HubPublisher(), task_id=int(config.task.task_id or 0))
         return
     from tools.flock.simulator.server import SimulatorServer
@@ -81,11 +112,11 @@ def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> 
     weights: dict[str, str | Path] | None = (
         {config.base_model: config.base_model_weights} if config.base_model_weights else None)
     server = SimulatorServer([task_dir], state_path=sim_dir / "state.sqlite", publisher_root=sim_dir / "publisher",
-                             base_model_paths=weights)
+                             base_model_paths=weights, faults=faults)
     redactor.add(server.node_api_key)
     redactor.add(server.validator_api_key)
     redactor.add(server.admin_token)
-    with server, server.client() as client:
+    with server, server.client(**http) as client:
         publisher = HubPublisher() if config.publish.kind == "hub" else LocalPublisher(sim_dir / "publisher")
         yield TaskEnvironment(client=client, publisher=publisher, task_id=server.task_ids[0], simulator=server,
                               task_dir=Path(task_dir))
