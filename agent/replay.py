@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -66,6 +67,10 @@ class Cassette:
         self.path = path
         self.mode = mode
         self.redactor = redactor or Redactor(env={})
+        if mode == "record" and path.is_file():
+            raw = path.read_bytes()
+            if raw and not raw.endswith(b"\n"):  # a line torn by a kill: drop it, or the next one is glued to it
+                os.truncate(path, raw.rfind(b"\n") + 1)
         self.entries: list[CassetteEntry] = [CassetteEntry.model_validate(o) for o in read_jsonl_tolerant(path)]
         self.position = 0 if mode == "replay" else len(self.entries)
 
