@@ -129,14 +129,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small run (about 2 minutes)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model spec (default: SmolLM2-135M-Instruct)")
-    parser.add_argument("--examples", type=int, help="training examples (default 48; quick 12)")
-    parser.add_argument("--eval-examples", type=int, help="held-out examples for BPC (default 48; quick 12)")
+    parser.add_argument("--examples", type=int, help="training examples (default 32; quick 12)")
+    parser.add_argument("--eval-examples", type=int, help="held-out examples for BPC (default 32; quick 12)")
     parser.add_argument("--rounds", type=int, help="alternations a,b (default 2; quick 1)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--context-length", type=int, default=2048)
     opts = parser.parse_args()
-    n_train = opts.examples or (12 if opts.quick else 48)
-    n_eval = opts.eval_examples or (12 if opts.quick else 48)
+    n_train = opts.examples or (12 if opts.quick else 32)
+    n_eval = opts.eval_examples or (12 if opts.quick else 32)
     rounds = opts.rounds or (1 if opts.quick else 2)
 
     hub_id = resolve_model(opts.model).hub_id or DEFAULT_MODEL

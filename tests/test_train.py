@@ -119,6 +119,16 @@ def test_checkpoint_of_another_run_is_refused(tiny_model_dir, tmp_path):
     assert fresh.resumed_from_step is None and fresh.steps == 4
 
 
+def test_gradient_checkpointing_keeps_the_math(tiny_model_dir, tmp_path):
+    config = FAST.model_copy(update={"max_steps": 3})
+    plain = train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "plain", config, template="qwen1.5",
+                          context_length=512, hub_id=HUB_ID)
+    checkpointed = train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "gc",
+                                 config.model_copy(update={"gradient_checkpointing": True}), template="qwen1.5",
+                                 context_length=512, hub_id=HUB_ID)
+    assert checkpointed.loss_curve == pytest.approx(plain.loss_curve, rel=1e-4)
+
+
 def test_out_of_memory_names_the_setting(tiny_model_dir, tmp_path, monkeypatch):
     import tools.train
 

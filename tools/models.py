@@ -278,11 +278,14 @@ def _convert_gguf(gguf: Path, hub_id: str | None) -> Path:
 
 # ----- loading -----------------------------------------------------------------------------------------------
 @lru_cache(maxsize=8)
-def _load_tokenizer_cached(path: str) -> PreTrainedTokenizerBase:
+def _load_tokenizer_cached(path: str, name: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
-    # As FLock's validator does: a tokenizer without a pad token pads with eos.
+    # What FLock's validator does to the tokenizer (LV load_tokenizer), since it changes what is special and so
+    # the target bytes: gemma gets its turn markers as special tokens; a missing pad token becomes eos.
+    if "gemma" in name.lower():
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -290,7 +293,8 @@ def _load_tokenizer_cached(path: str) -> PreTrainedTokenizerBase:
 
 def load_tokenizer(spec: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
     """The (fast) tokenizer for a model spec, cached per folder. Treat it as read-only: it is shared."""
-    return _load_tokenizer_cached(str(resolve_model(spec).path))
+    resolved = resolve_model(spec)
+    return _load_tokenizer_cached(str(resolved.path), resolved.hub_id or str(resolved.path))
 
 
 def default_device() -> str:

@@ -65,8 +65,11 @@ class TrainConfig(BaseModel):
     epochs: Annotated[int, Field(gt=0)] = 2
     max_steps: Annotated[int, Field(gt=0)] | None = None
     """Optimizer steps; overrides ``epochs`` when set."""
-    batch_tokens: Annotated[int, Field(gt=0)] = 2048
-    """Padded tokens per micro-batch (rows x longest row). An example longer than this gets a batch of its own."""
+    batch_tokens: Annotated[int, Field(gt=0)] = 1024
+    """Padded tokens per micro-batch (rows x longest row). An example longer than this gets a batch of its own.
+    Activation memory grows with it; speed barely does beyond about a thousand tokens on CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: much less memory, about a third more compute."""
     grad_accum: Annotated[int, Field(gt=0)] = 1
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -312,6 +315,8 @@ def _prepare_model(base_model: Any, hub_id: str, config: TrainConfig, device: st
     torch.manual_seed(config.seed)  # LoRA A matrices are drawn from the global RNG
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.target_modules, task_type="CAUSAL_LM", bias="none")
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_model = get_peft_model(model, lora)
     for param in peft_model.parameters():
         if param.requires_grad:
@@ -345,8 +350,9 @@ def _oom_hint(config: TrainConfig, context_length: int) -> Iterator[None]:
             raise
         raise TrainingOOMError(
             f"out of memory while training ({type(exc).__name__}). Lower TrainConfig.batch_tokens "
-            f"(now {config.batch_tokens}; each micro-batch holds up to that many padded tokens), or the task's "
-            f"context_length (now {context_length}), or set qlora=True to store the base weights in 4 bits."
+            f"(now {config.batch_tokens}; each micro-batch holds up to that many padded tokens), set "
+            f"gradient_checkpointing=True, set qlora=True to store the base weights in 4 bits, or lower the "
+            f"task's context_length (now {context_length})."
         ) from exc
 
 
