@@ -443,7 +443,9 @@ def jsonl_sanity_problem(path: Path) -> str | None:
     if first:
         return f"line 1 is not a JSON object ({first})"
     tail_lines = [line for line in tail.splitlines() if line.strip()]
-    last = _json_object_problem(tail_lines[-1]) if tail_lines else None
+    # The last line can be judged only when its start is inside the probe (a longer line is the loader's to judge).
+    whole_last_line = size <= _SANITY_PROBE_BYTES or b"\n" in tail.rstrip(b"\r\n")
+    last = _json_object_problem(tail_lines[-1]) if tail_lines and whole_last_line else None
     if last:
         return f"the last line is not a JSON object ({last}); the body was probably cut off"
     return None
@@ -454,6 +456,8 @@ def _json_object_problem(line: bytes) -> str | None:
         value = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return type(exc).__name__ + ": " + str(exc)[:120]
+    except RecursionError:
+        return "JSON nested too deeply"
     return None if isinstance(value, dict) else f"got a JSON {type(value).__name__}"
 
 
