@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tools.data import DataValidationError, load_jsonl
@@ -43,8 +44,9 @@ def _root() -> None:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one clear error line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Print one clear error line and return the Exit to raise (whitespace folded, never wrapped, brackets in the
+    message shown as written rather than read as markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -229,7 +231,8 @@ def run(
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Run the agent on a FLock task: the bundled demo on an in-process FLock simulator by default."""
-    from agent.config import ConfigError, build_config
+    from agent.config import ConfigError, build_config, check_environment
+    from memory.runs import RunStore
 
     overrides: dict[str, Any] = {"runs_dir": str(runs_dir)}
     chosen = [name for name, value in (("--task-id", task_id), ("--task-dir", task_dir), ("--task", task))
@@ -256,24 +259,84 @@ def run(
         overrides["seed"] = seed
     try:
         run_config = build_config(config, overrides, quick=quick)
-        outcome = _runner(run_config.runs_dir).start(run_config, run_id=run_id)
+        check_environment(run_config)
+        _check_endpoints(run_config)
+        name = run_id or RunStore.new_run_id()
+        outcome = _runner(run_config.runs_dir).start(run_config, run_id=name)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     except FileExistsError as exc:
         raise fail(str(exc)) from None
+    except _user_fixable_errors() as exc:
+        raise _stopped(exc, run_config, name) from None
     _finish_run(outcome, run_config.runs_dir)
+
+
+def _check_endpoints(config: Any) -> None:
+    """Refuse at once an endpoint that does not accept connections, instead of failing minutes into the run."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from agent.config import ConfigError
+
+    endpoints = [("task.api_base_url", config.task.api_base_url if config.task.kind == "flock" else None),
+                 ("generator.base_url", config.generator.base_url if config.generator.backend == "openai" else None),
+                 ("planner.base_url", config.planner.base_url if config.planner.kind == "llm" else None)]
+    for field, url in endpoints:
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{field}: {url!r} is not an http(s) URL")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=10).close()
+        except OSError as exc:
+            raise ConfigError(f"{field}: {url} is unreachable ({exc.strerror or exc})") from None
+
+
+def _user_fixable_errors() -> tuple[type[Exception], ...]:
+    """Errors that stop a run for a reason the user fixes (bad task or data, a refused or missing model, an
+    endpoint down): shown as one line, not a traceback."""
+    import openai
+
+    from agent.pipeline import PipelineError
+    from tools.backends import BackendError
+    from tools.flock.errors import FlockError
+    from tools.flock.simulator.tasks import TaskFolderError
+    from tools.models import ModelNotAvailableError
+    from tools.publish import PublishError
+
+    return (DataValidationError, PipelineError, FlockError, BackendError, TaskFolderError, ModelNotAvailableError,
+            PublishError, openai.APIError)
+
+
+def _stopped(exc: Exception, config: Any, run_id: str) -> typer.Exit:
+    import openai
+
+    message = str(exc)
+    if isinstance(exc, openai.APIError):
+        message = f"planner endpoint {config.planner.base_url}: {type(exc).__name__}: {exc}"
+    if (config.runs_dir / run_id / "config.json").is_file():
+        message += f" (run {run_id} stopped; once fixed: synthgen resume {run_id} --runs-dir {config.runs_dir})"
+    return fail(message)
 
 
 @app.command()
 def resume(run_id: Annotated[str, typer.Argument(help="Run to continue")], runs_dir: RunsDir = Path("runs")) -> None:
     """Continue a run that was interrupted or killed, from its last checkpoint."""
-    from agent.config import ConfigError
-    from memory.runs import RunNotFound
+    from agent.config import ConfigError, RunConfig, check_environment
+    from memory.runs import RunNotFound, RunStore
 
     try:
+        config = RunConfig.model_validate(RunStore(runs_dir).load_config(run_id))
+        check_environment(config)
+        _check_endpoints(config)
         outcome = _runner(runs_dir).resume(run_id)
     except (RunNotFound, ConfigError) as exc:
         raise fail(str(exc)) from None
+    except _user_fixable_errors() as exc:
+        raise _stopped(exc, config.model_copy(update={"runs_dir": runs_dir}), run_id) from None
     _finish_run(outcome, runs_dir)
 
 
