@@ -59,6 +59,13 @@ def test_saving_the_same_version_again_is_idempotent_but_different_data_is_refus
     store.save_version("v1", [a, b], meta={"note": "rerun after a crash"})
     with pytest.raises(DataStoreError, match="already exists with different data"):
         store.save_version("v1", [a])
+    # An earlier pass of the same work (same request) may be superseded.
+    store.save_version("v2", [a], meta={"request": "r1"})
+    grown = store.save_version("v2", [a, b], meta={"request": "r1"},
+                               replace_if=lambda old: old.meta.get("request") == "r1")
+    assert store.manifest("v2") == grown and grown.count == 2
+    with pytest.raises(DataStoreError, match="already exists with different data"):
+        store.save_version("v2", [b], meta={"request": "r2"}, replace_if=lambda old: old.meta.get("request") == "r2")
 
 
 def test_corrupted_shard_is_detected_and_named(store: DataStore) -> None:

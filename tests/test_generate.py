@@ -138,7 +138,7 @@ def test_budgets_stop_generation_and_say_which(seeds, backend, tiny_model_dir) -
     hopeless = run(make_request(seeds, tiny_model_dir, targets={"no_tools": 2}, budget=Budget(max_attempts=6)),
                    seeds, backend)
     assert hopeless.stop_reason == "max_attempts"
-    assert sum(p.attempts for p in hopeless.per_category.values()) == 6
+    assert sum(p.attempts for p in hopeless.per_category.values()) == 6  # 3 batches of 2
     assert {r.reason for r in hopeless.rejected} == {"writer_failed"}
     tokens = run(make_request(seeds, tiny_model_dir, targets={"no_tools": 2},
                               budget=Budget(max_generated_tokens=1)), seeds, backend)
@@ -170,8 +170,8 @@ def test_a_strategy_failing_on_every_attempt_stops_with_a_clear_error(seeds, bac
 
 def test_plan_batch_spreads_attempts_by_deficit_and_acceptance() -> None:
     tally = _Tally({"a": 4, "b": 2, "c": 0})
-    assert plan_batch(tally, batch_size=10, attempts_left=100) == ["a", "b", "a", "b", "a", "a"]
+    assert plan_batch(tally, batch_size=10) == ["a", "b", "a", "b", "a", "a"]
     tally.per_category["a"].attempts, tally.per_category["a"].accepted = 9, 2  # a accepts ~30%
-    slots = plan_batch(tally, batch_size=8, attempts_left=100)
+    slots = plan_batch(tally, batch_size=8)
     assert len(slots) == 8 and slots.count("a") > slots.count("b") >= 1
-    assert plan_batch(tally, batch_size=8, attempts_left=3) == ["a", "b", "a"]
+    assert plan_batch(tally, batch_size=3) == ["a", "b", "a"]

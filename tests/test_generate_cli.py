@@ -70,6 +70,21 @@ def test_text2sql_demo_rows_execute_and_match_their_category(tiny_model_dir, smo
     assert all(p["strategy"] == "sql_first" for p in provenance)
 
 
+def test_a_budget_stopped_run_resumes_with_a_larger_budget_to_the_uninterrupted_rows(tiny_model_dir, tmp_path) -> None:
+    targets = ["--task", "demo", "--targets", "join=2,group_by=2", "--no-length-gate"]
+    whole = invoke(*targets, *common(tiny_model_dir, tmp_path / "whole"), "--batch-size", "2")
+    assert whole.exit_code == 0, whole.output
+    out = tmp_path / "staged"
+    first = invoke(*targets, *common(tiny_model_dir, out), "--batch-size", "2", "--max-attempts", "1")
+    assert first.exit_code == 0, first.output
+    assert "stop: max_attempts" in " ".join(first.output.split())
+    assert len(load_jsonl(out / "accepted.jsonl").records) < 4
+    second = invoke(*targets, *common(tiny_model_dir, out), "--batch-size", "2")
+    assert second.exit_code == 0, second.output
+    assert (out / "accepted.jsonl").read_bytes() == (tmp_path / "whole" / "accepted.jsonl").read_bytes()
+    assert DataStore(out / "store").load_version("iter0").synthetic() == load_jsonl(out / "accepted.jsonl").records
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--targets", "join"], "expected CATEGORY=COUNT"),
     (["--targets", "join=2,join=3"], "given twice"),

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,8 +192,11 @@ class DataStore:
         *,
         parent: str | None = None,
         meta: dict[str, Any] | None = None,
+        replace_if: Callable[[VersionManifest], bool] | None = None,
     ) -> VersionManifest:
-        """Write a version manifest. Saving identical shards again is a no-op; different shards are refused."""
+        """Write a version manifest. Saving identical shards again is a no-op; different shards are refused,
+        unless ``replace_if(existing)`` says the existing version is an earlier pass of the same work (e.g. a
+        generation stopped by its budget and then resumed with a larger one)."""
         for ref in shards:
             if not self.shard_path(ref.sha256).is_file():
                 raise DataStoreError(f"version {name!r}: shard {ref.sha256[:12]} is not in the store")
@@ -205,7 +208,8 @@ class DataStore:
             existing = self.manifest(name)
             if existing.content_hash() == manifest.content_hash():
                 return existing
-            raise DataStoreError(f"version {name!r} already exists with different data ({path})")
+            if replace_if is None or not replace_if(existing):
+                raise DataStoreError(f"version {name!r} already exists with different data ({path})")
         atomic_write_bytes(path, (manifest.model_dump_json(indent=2) + "\n").encode("utf-8"))
         return manifest
 

@@ -39,7 +39,10 @@ class GenerationError(RuntimeError):
 
 
 class Budget(BaseModel):
-    """Limits on one generation; None means unlimited (max_attempts defaults to 20x the total target)."""
+    """Limits on one generation; None means unlimited (max_attempts defaults to 20x the total target).
+
+    Each limit is checked before a batch starts, so a run may pass a limit by the last batch's share.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -203,7 +206,7 @@ class _Tally:
         return {c: p.target - p.accepted for c, p in self.per_category.items() if p.target > p.accepted}
 
 
-def plan_batch(tally: _Tally, batch_size: int, attempts_left: int) -> list[str]:
+def plan_batch(tally: _Tally, batch_size: int) -> list[str]:
     """Categories of the next batch's attempts: each short category gets about ``deficit / acceptance rate``
     attempts (smoothed), scaled down to fit the batch, interleaved so no category waits for another."""
     deficits = tally.deficits()
@@ -212,7 +215,7 @@ def plan_batch(tally: _Tally, batch_size: int, attempts_left: int) -> list[str]:
         progress = tally.per_category[category]
         rate = max(0.05, (progress.accepted + 1) / (progress.attempts + 1))
         want[category] = math.ceil(deficit / rate)
-    room = min(batch_size, attempts_left)
+    room = batch_size
     total = sum(want.values())
     if total > room:
         floor = {c: (1 if room >= len(want) else 0) for c in want}
@@ -277,8 +280,9 @@ def generate(
         stop = _stop_reason(request, tally, prior_seconds + time.perf_counter() - session_start)
         if stop is not None:
             break
-        assert request.budget.max_attempts is not None  # set by the request's validator
-        categories = plan_batch(tally, request.batch_size, request.budget.max_attempts - tally.attempts)
+        # Budgets are checked between batches and never shape a batch, so a run stopped by its budget and
+        # resumed with a larger one makes exactly the batches of an uninterrupted run.
+        categories = plan_batch(tally, request.batch_size)
         batch_start = time.perf_counter()
         rows, usage = _run_batch(request, strategy, backend, gates, tally, tally.batches, categories)
         payload = {

@@ -146,9 +146,10 @@ def save_version(store: DataStore, base: ShardRef, result: GenerationResult, ite
         provenance = [row.provenance.model_dump(mode="json") for row in result.accepted]
         shards.append(store.put_shard(result.records(), kind="synthetic", provenance=provenance))
     name = f"iter{iteration}"
+    key = request.journal_key()
     store.save_version(name, shards, parent=parent,
-                       meta={"iteration": iteration, "request": request.journal_key(),
-                             "stop_reason": result.stop_reason})
+                       meta={"iteration": iteration, "request": key, "stop_reason": result.stop_reason},
+                       replace_if=lambda existing: existing.meta.get("request") == key)
     return name
 
 
