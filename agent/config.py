@@ -76,7 +76,7 @@ class TrainSettings(_Section):
     learning_rate: float = Field(default=4e-4, gt=0, le=1e-2, description="peak learning rate (cosine schedule)")
     lora_rank: int = Field(default=16, ge=1, le=256, description="LoRA rank")
     lora_alpha: int = Field(default=32, ge=1, le=1024, description="LoRA alpha")
-    batch_tokens: int = Field(default=4096, ge=128, description="tokens per optimizer micro-batch (length-grouped)")
+    batch_tokens: int = Field(default=1024, ge=128, description="padded tokens per micro-batch (length-grouped)")
     qlora: bool | None = Field(default=None, description="4-bit NF4 base (default: on with a GPU, off on CPU)")
 
 
