@@ -22,6 +22,7 @@ from tools.backends import (
     LocalBackend,
     Message,
     OpenAIBackend,
+    RowSampler,
     SamplingSettings,
     make_backend,
 )
@@ -65,6 +66,23 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 
 # ----- local -------------------------------------------------------------------------------------------------
+def test_row_sampler_draws_from_the_tempered_nucleus_distribution() -> None:
+    import torch
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(4000, 1)
+    sampler = RowSampler(list(range(4000)), temperature=1.0, top_p=0.9)
+    picks = sampler(None, logits).argmax(dim=-1)
+    counts = torch.bincount(picks, minlength=4).float() / 4000
+    kept = torch.tensor([2.0, 1.0, 0.0]).softmax(dim=-1)  # the 4th token lies outside the 0.9 nucleus
+    assert counts[3] == 0
+    assert torch.allclose(counts[:3], kept, atol=0.03)
+    again = RowSampler(list(range(4000)), temperature=1.0, top_p=0.9)(None, logits).argmax(dim=-1)
+    assert torch.equal(picks, again)
+    cold = RowSampler(list(range(1000)), temperature=0.05, top_p=1.0)(None, logits[:1000]).argmax(dim=-1)
+    assert (cold == 0).all()
+
+
+
 def test_local_backend_returns_one_generation_per_conversation_in_order(local: LocalBackend) -> None:
     generations = local.generate(CONVERSATIONS, SAMPLING, seed=7)
     assert len(generations) == len(CONVERSATIONS)
@@ -82,6 +100,17 @@ def test_local_sampling_is_reproducible_per_seed(local: LocalBackend) -> None:
     other = [g.text for g in local.generate(CONVERSATIONS, SAMPLING, seed=12)]
     assert first == again
     assert first != other
+
+
+def test_each_row_samples_from_its_own_stream(local: LocalBackend, tiny_model_dir: Path) -> None:
+    """A row's sample does not depend on the other prompts in the call or on the micro-batch size."""
+    reference = [g.text for g in local.generate(CONVERSATIONS, SAMPLING, seed=21)]
+    changed = [*CONVERSATIONS[:2], [{"role": "user", "content": "Something else entirely, please."}],
+               *CONVERSATIONS[3:]]
+    other = [g.text for g in local.generate(changed, SAMPLING, seed=21)]
+    assert other[:2] == reference[:2] and other[3:] == reference[3:]
+    wide = LocalBackend(local.model, local.tokenizer, batch_size=5, precision="float32")
+    assert [g.text for g in wide.generate(CONVERSATIONS, SAMPLING, seed=21)] == reference
 
 
 def test_left_padded_batches_decode_like_single_prompts(local: LocalBackend) -> None:

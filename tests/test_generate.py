@@ -145,7 +145,7 @@ def test_budgets_stop_generation_and_say_which(seeds, backend, tiny_model_dir) -
     assert tokens.stop_reason == "max_generated_tokens" and tokens.batches == 1
     timed = run(make_request(seeds, tiny_model_dir, targets={"no_tools": 2}, budget=Budget(max_seconds=0.001)),
                 seeds, backend)
-    assert timed.stop_reason == "max_seconds" and timed.batches == 1
+    assert timed.stop_reason == "max_seconds" and timed.batches <= 1
 
 
 def test_requests_are_validated(seeds, tiny_model_dir, backend) -> None:

@@ -113,11 +113,43 @@ def bf16_supported(device: Any) -> bool:
     return False
 
 
+class RowSampler:
+    """Temperature + nucleus (top-p) sampling with one random stream per row (a transformers logits processor).
+
+    Adding Gumbel noise to the log-probabilities and taking the argmax draws exactly from the softmax
+    distribution; drawing the noise from a per-row generator makes each row's sample depend only on its own
+    prompt and seed, not on the other prompts in its batch or on how the batch was cut into micro-batches.
+    """
+
+    def __init__(self, row_seeds: Sequence[int], temperature: float, top_p: float):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(s) for s in row_seeds]
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        logits = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            probs = sorted_logits.softmax(dim=-1)
+            # Drop a token when the tokens ranked above it already hold top_p of the mass (keeps at least one).
+            drop_sorted = (probs.cumsum(dim=-1) - probs) > self.top_p
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        uniform = torch.stack([torch.rand(logits.shape[-1], generator=g) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-20, max=1.0 - 1e-7)))
+        return logits + gumbel.to(logits.device)
+
+
 class LocalBackend:
     """Batched generation with a transformers causal LM: left padding, KV cache, optional bf16 autocast.
 
     Conversations are rendered with the tokenizer's chat template, sorted by prompt length and cut into
-    micro-batches of ``batch_size`` (less padding), and each micro-batch is sampled under its own seed.
+    micro-batches of ``batch_size`` (less padding). Conversation ``i`` of a call is sampled from its own random
+    stream, seeded from ``(seed, i)`` (see :class:`RowSampler`).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str = "", batch_size: int = 32,
@@ -165,36 +197,35 @@ class LocalBackend:
         lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
         results: list[Generation | None] = [None] * len(prompts)
-        for chunk_index, start in enumerate(range(0, len(order), self.batch_size)):
+        for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            outputs = self._generate_chunk([prompts[i] for i in rows], sampling, derive_seed(seed, chunk_index))
+            outputs = self._generate_chunk([prompts[i] for i in rows], sampling,
+                                           [derive_seed(seed, i) for i in rows])
             for row, output in zip(rows, outputs, strict=True):
                 results[row] = output
         return [r for r in results if r is not None]
 
-    def _generate_chunk(self, prompts: list[str], sampling: SamplingSettings, seed: int) -> list[Generation]:
+    def _generate_chunk(self, prompts: list[str], sampling: SamplingSettings, row_seeds: list[int]) -> list[Generation]:
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
                                  padding_side="left").to(self.device)
-        do_sample = sampling.temperature > 0
         config = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
-            do_sample=do_sample,
-            temperature=sampling.temperature if do_sample else None,
-            top_p=sampling.top_p if do_sample else None,
+            do_sample=False,  # sampling happens in RowSampler, as Gumbel-max over the processed scores
             top_k=None,
             pad_token_id=self.pad_token_id,
             eos_token_id=self.stop_ids or None,
             use_cache=True,
         )
+        processors = LogitsProcessorList()
+        if sampling.temperature > 0:
+            processors.append(RowSampler(row_seeds, sampling.temperature, sampling.top_p))
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast_bf16
                     else nullcontext())
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            with torch.inference_mode(), autocast:
-                output = self.model.generate(**encoded, generation_config=config)
+        with torch.inference_mode(), autocast:
+            output = self.model.generate(**encoded, generation_config=config, logits_processor=processors)
         prompt_width = encoded["input_ids"].shape[1]
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
         generations = []

@@ -89,7 +89,7 @@ class GenerationRequest(BaseModel):
         return {
             "task": self.task,
             "targets": self.targets,
-            "seed_ids": sorted(r.record_id for r in self.seed_pool),
+            "seed_ids": [r.record_id for r in self.seed_pool],  # in order: strategies draw from lists
             "backend": {"kind": self.backend.kind, "model": self.backend.model, "base_url": self.backend.base_url,
                         "batch_size": self.backend.batch_size, "precision": self.backend.precision},
             "sampling": self.sampling.model_dump(),

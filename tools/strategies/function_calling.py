@@ -100,6 +100,12 @@ def mentions(text: str, value: Any) -> bool:
     return True
 
 
+def _decimals(value: float) -> int:
+    """Digits after the point as written (2 for exponent notation)."""
+    text = repr(value)
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 2
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -305,7 +311,7 @@ class ToolCatalog:
                 value = rng.randint(int(low), int(high)) if high - low < 1000 else \
                     int(round(rng.uniform(low, high), -2))
             return max(int(low), min(int(high), value))
-        decimals = max((len(str(v).split(".")[1]) for v in numbers if isinstance(v, float)), default=0)
+        decimals = max((_decimals(v) for v in numbers if isinstance(v, float)), default=0)
         anchor = rng.choice(numbers) if numbers else rng.uniform(low, high)
         value = round(max(low, min(high, anchor * rng.uniform(0.5, 1.5))), min(decimals, 2))
         return int(value) if decimals == 0 else value
@@ -346,8 +352,7 @@ class ToolCatalog:
                 return node if node == 0 else max(1, round(node * rng.uniform(0.6, 1.4))) if node > 0 else \
                     round(node * rng.uniform(0.6, 1.4))
             if isinstance(node, float):
-                decimals = len(repr(node).split(".")[1]) if "." in repr(node) else 2
-                return round(node * rng.uniform(0.6, 1.4), min(decimals, 2))
+                return round(node * rng.uniform(0.6, 1.4), min(_decimals(node), 2))
             if isinstance(node, str):
                 match = _ID_LIKE.match(node)
                 if match:
