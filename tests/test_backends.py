@@ -164,13 +164,14 @@ def test_openai_backend_against_our_server_on_loopback(local: LocalBackend) -> N
     assert max(recording.batch_sizes) > 1  # concurrent requests were gathered into batched generate calls
 
 
-def test_server_with_max_batch_one_honours_request_seeds(local: LocalBackend) -> None:
-    with serve(create_app(local, served_name="tiny", max_batch=1)) as url:
-        client = OpenAIBackend(url, "tiny", max_concurrency=3)
-        first = [g.text for g in client.generate(CONVERSATIONS, SAMPLING, seed=5)]
-        again = [g.text for g in client.generate(CONVERSATIONS, SAMPLING, seed=5)]
-        client.close()
-    assert first == again
+def test_server_honours_request_seeds_however_requests_are_batched(local: LocalBackend) -> None:
+    direct = [g.text for g in local.generate(CONVERSATIONS, SAMPLING, seed=5)]
+    for max_batch in (1, 8):
+        with serve(create_app(local, served_name="tiny", max_batch=max_batch, batch_window_ms=20)) as url:
+            client = OpenAIBackend(url, "tiny", max_concurrency=5)
+            served = [g.text for g in client.generate(CONVERSATIONS, SAMPLING, seed=5)]
+            client.close()
+        assert served == direct, max_batch
 
 
 def test_server_refuses_unknown_models_and_streaming_without_retrying(local: LocalBackend) -> None:

@@ -191,6 +191,13 @@ class LocalBackend:
         return str(self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
 
     def generate(self, batch: Sequence[Sequence[Message]], sampling: SamplingSettings, seed: int) -> list[Generation]:
+        return self.generate_rows(batch, sampling, [derive_seed(seed, i) for i in range(len(batch))])
+
+    def generate_rows(self, batch: Sequence[Sequence[Message]], sampling: SamplingSettings,
+                      row_seeds: Sequence[int]) -> list[Generation]:
+        """Like :meth:`generate`, with an explicit sampling seed per conversation (the server's request seeds)."""
+        if len(row_seeds) != len(batch):
+            raise BackendError(f"{len(row_seeds)} seeds for {len(batch)} conversations")
         if not batch:
             return []
         prompts = [self.render(m) for m in batch]
@@ -199,8 +206,7 @@ class LocalBackend:
         results: list[Generation | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            outputs = self._generate_chunk([prompts[i] for i in rows], sampling,
-                                           [derive_seed(seed, i) for i in rows])
+            outputs = self._generate_chunk([prompts[i] for i in rows], sampling, [row_seeds[i] for i in rows])
             for row, output in zip(rows, outputs, strict=True):
                 results[row] = output
         return [r for r in results if r is not None]

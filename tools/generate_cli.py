@@ -48,6 +48,8 @@ DEMO_TASKS = {
 }
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_CONTEXT_LENGTH = 4096
+#: What each task's model call writes: one question (SQL), a few short turns (function calling), a dialogue.
+MAX_NEW_TOKENS = {"text2sql": 64, "function_calling": 192, "chat": 320}
 
 
 class CLIError(Exception):
@@ -178,7 +180,9 @@ def generate_command(
     concurrency: Annotated[int, typer.Option(min=1, help="OpenAI backend: requests in flight")] = 8,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (0 = greedy)")] = 0.7,
     top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling mass")] = 0.95,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per completion")] = 192,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Tokens per completion (default by task: "
+                                                                   "text2sql 64, function_calling 192, chat 320)")]
+    = None,
     max_attempts: Annotated[int | None, typer.Option(min=1, help="Budget: attempts (default 20x the targets)")]
     = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="Budget: generated tokens")] = None,
@@ -198,7 +202,7 @@ def generate_command(
 def _run(*, targets: str, task: str, task_type: str | None, backend: str, model: str, base_url: str | None,
          api_key_env: str | None, base_model: str | None, no_length_gate: bool, seed: int, iteration: int,
          out: Path, batch_size: int, forward_batch: int, concurrency: int, temperature: float, top_p: float,
-         max_new_tokens: int, max_attempts: int | None, max_tokens: int | None, max_seconds: float | None,
+         max_new_tokens: int | None, max_attempts: int | None, max_tokens: int | None, max_seconds: float | None,
          embeddings: bool, lenient: bool) -> None:
     from tools.diversity import SentenceEmbedder, build_report, render_report, report_json
     from tools.strategies import make_strategy
@@ -225,7 +229,8 @@ def _run(*, targets: str, task: str, task_type: str | None, backend: str, model:
                        max_concurrency=concurrency, batch_size=forward_batch)
     request = GenerationRequest(
         task=plugin.name, targets=wanted, seed_pool=splits.train, backend=spec,
-        sampling=SamplingSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
+        sampling=SamplingSettings(temperature=temperature, top_p=top_p,
+                                  max_new_tokens=max_new_tokens or MAX_NEW_TOKENS.get(plugin.name, 192)),
         budget=Budget(max_attempts=max_attempts, max_generated_tokens=max_tokens, max_seconds=max_seconds),
         seed=seed, iteration=iteration, batch_size=batch_size,
     )

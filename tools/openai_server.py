@@ -1,9 +1,9 @@
 """A small OpenAI-compatible server (``/v1/chat/completions``, ``/v1/models``) over a local backend.
 
-Concurrent requests with the same sampling settings are gathered into one batched ``generate`` call (up to
+Concurrent requests with the same sampling settings are gathered into one batched generation call (up to
 ``max_batch`` requests, waiting at most ``batch_window_ms`` for company), so many clients share the batched
-decoder. A batch is sampled under its first request's seed; for exact per-request reproducibility run with
-``--max-batch 1``.
+decoder. With a :class:`~tools.backends.LocalBackend` every request is sampled from its own seed whatever it
+is batched with, so a request with a seed gets the same text as ``LocalBackend.generate_rows`` would give it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.backends import Backend, Generation, Message, SamplingSettings
+from tools.backends import Backend, Generation, LocalBackend, Message, SamplingSettings
 
 app = typer.Typer(help="Serve a local model behind an OpenAI-compatible API.", add_completion=False)
 
@@ -126,8 +126,12 @@ class MicroBatcher:
                 return
 
     def _execute(self, batch: Sequence[_Job]) -> None:
+        messages = [j.messages for j in batch]
         try:
-            generations = self.backend.generate([j.messages for j in batch], batch[0].sampling, batch[0].seed)
+            if isinstance(self.backend, LocalBackend):
+                generations = self.backend.generate_rows(messages, batch[0].sampling, [j.seed for j in batch])
+            else:
+                generations = self.backend.generate(messages, batch[0].sampling, batch[0].seed)
         except Exception as exc:
             for job in batch:
                 job.future.set_exception(exc)
@@ -209,8 +213,6 @@ def serve_openai(
 ) -> None:
     """Serve a local model at http://HOST:PORT/v1 (chat completions and model list)."""
     import uvicorn
-
-    from tools.backends import LocalBackend
 
     if precision not in ("auto", "float32", "bfloat16"):
         raise typer.BadParameter(f"precision must be auto, float32 or bfloat16, got {precision!r}")
