@@ -257,6 +257,22 @@ def test_task_metrics_plumbing(tiny, smol_tokenizer):
         task_metrics(tiny, smol_tokenizer, RECORDS[:1], template="qwen1.5", task_type="chat", metrics=["nope"])
 
 
+def test_task_metrics_text2sql_uses_sql_metrics(tiny, smol_tokenizer):
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "tools" / "demo_tasks" / "text2sql" / "validation_set.jsonl"
+    if not demo.is_file():
+        pytest.skip("demo text2sql task not present")
+    from tools.data import load_jsonl
+
+    records = load_jsonl(demo).records[:2]
+    report = task_metrics(tiny, smol_tokenizer, records, template="qwen1.5", task_type="text2sql",
+                          max_new_tokens=4, batch_size=2)
+    assert set(report.overall) == {"sql_execution", "sql_exact_match", "exact_match"}
+    assert all(0.0 <= v <= 1.0 for v in report.overall.values())
+    assert report.overall["sql_execution"] == 0.0  # four random tokens are not a query
+
+
 def test_compare_reports_deltas_and_direction():
     def flock(bpc, per):
         cats = {k: {"bpc": v, "eval_loss": 1.0, "target_tokens": 1, "target_bytes": 1, "num_examples": 1}

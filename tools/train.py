@@ -356,6 +356,18 @@ def _oom_hint(config: TrainConfig, context_length: int) -> Iterator[None]:
         ) from exc
 
 
+def _plan_steps(examples: Sequence[TokenizedExample], config: TrainConfig) -> tuple[int, int, int]:
+    """(micro-batches per epoch, optimizer steps in the run, warmup steps)."""
+    micro_per_epoch = len(epoch_batches(examples, config.batch_tokens, config.seed, 0))
+    steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    if config.max_train_tokens is not None and config.max_steps is None:
+        tokens_per_step = sum(len(e) for e in examples) / steps_per_epoch
+        total_steps = min(total_steps, max(1, math.ceil(config.max_train_tokens / tokens_per_step)))
+    warmup_steps = max(1, round(config.warmup_ratio * total_steps)) if config.warmup_ratio > 0 else 0
+    return micro_per_epoch, total_steps, warmup_steps
+
+
 def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -447,13 +459,7 @@ def train_adapter(
                          f"{context_length}; nothing to train on")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    micro_per_epoch = len(epoch_batches(examples, config.batch_tokens, config.seed, 0))
-    steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
-    total_steps = config.max_steps or steps_per_epoch * config.epochs
-    if config.max_train_tokens is not None and config.max_steps is None:
-        tokens_per_step = sum(len(e) for e in examples) / steps_per_epoch
-        total_steps = min(total_steps, max(1, math.ceil(config.max_train_tokens / tokens_per_step)))
-    warmup_steps = max(1, round(config.warmup_ratio * total_steps)) if config.warmup_ratio > 0 else 0
+    micro_per_epoch, total_steps, warmup_steps = _plan_steps(examples, config)
 
     checkpoints = out / CHECKPOINT_DIR
     if not resume and checkpoints.exists():
@@ -479,8 +485,11 @@ def train_adapter(
                 state, resumed_from = loaded, loaded["step"]
                 logger.info("resuming from step %d", resumed_from)
 
-        autocast = (lambda: torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)) if use_bf16 \
-            else (lambda: torch.autocast(device_type=device.split(":")[0], enabled=False))
+        device_type = device.split(":")[0]
+
+        def autocast() -> torch.autocast:
+            return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16)
+
         stopped: Literal["completed", "max_steps", "max_train_tokens"] = "completed"
         loop_start = time.perf_counter()
         time_before = state["train_time_s"]
@@ -496,6 +505,9 @@ def train_adapter(
             group = batches[state["micro"]:state["micro"] + config.grad_accum]
             token_batches = [make_batch(examples, g, pad_id, device) for g in group]
             loss, targets = _step_loss(model, token_batches, config.loss_weighting, autocast)
+            if not math.isfinite(loss):  # checked before the update, so the saved weights stay usable
+                raise FloatingPointError(f"training loss became {loss} at step {state['step'] + 1}; lower "
+                                         f"TrainConfig.learning_rate (now {config.learning_rate})")
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
@@ -515,9 +527,6 @@ def train_adapter(
                     learning_rate=scheduler.get_last_lr()[0], real_tokens=state["real_tokens"],
                     tokens_per_s=state["real_tokens"] / max(state["train_time_s"], 1e-9),
                     elapsed_s=state["train_time_s"]))
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss} at step {state['step']}; lower "
-                                         f"TrainConfig.learning_rate (now {config.learning_rate})")
             if config.max_train_tokens is not None and state["real_tokens"] >= config.max_train_tokens:
                 stopped = "max_train_tokens"
                 break
