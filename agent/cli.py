@@ -500,8 +500,10 @@ def _wire_stage_commands() -> None:
     from tools.flock.cli import app as flock_sim_app
     from tools.generate_cli import generate_command
     from tools.openai_server import serve_openai
+    from tools.train import app as model_app
 
     app.add_typer(flock_sim_app, name="flock-sim")
+    app.add_typer(model_app, name="model", help="Train a LoRA adapter or score a model with FLock's metric.")
     app.command("generate")(generate_command)
     app.command("serve-openai")(serve_openai)
 
