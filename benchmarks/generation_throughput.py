@@ -8,6 +8,7 @@ longest row.
 
     .venv/bin/python benchmarks/generation_throughput.py                 # batch sizes 1, 8, 32
     .venv/bin/python benchmarks/generation_throughput.py --quick         # 8 prompts, batch 1 and 8
+    .venv/bin/python benchmarks/generation_throughput.py --prompt-set questions   # short prompts, decode-bound
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ from tools.tasks.function_calling import FunctionCallingPlugin  # noqa: E402
 DEMO_FC = ROOT / "tools" / "demo_tasks" / "function_calling" / "training_set.jsonl"
 
 
-def prompts(count: int, seed: int) -> list[list[Message]]:
-    """Generation prompts as the engine sends them: function-calling drafts across the call patterns."""
+def prompts(count: int, seed: int, kind: str) -> list[list[Message]]:
+    """``engine``: generation prompts as the engine sends them (function-calling drafts across the call
+    patterns, a few hundred tokens of few-shot context each). ``questions``: the demo's plain user questions
+    on their own (short prompts, long answers: decoding dominates)."""
     seeds = load_jsonl(DEMO_FC).records
+    if kind == "questions":
+        questions = sorted({r.first_user_text() for r in seeds if not r.tool_list()})
+        return [[{"role": "user", "content": questions[i % len(questions)]}] for i in range(count)]
     strategy = FunctionCallingStrategy(FunctionCallingPlugin(), seeds)
     rng = random.Random(seed)
     out: list[list[Message]] = []
@@ -77,6 +83,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt-set", default="engine", choices=["engine", "questions"])
     parser.add_argument("--quick", action="store_true", help="8 prompts, batch sizes 1 and 8")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -88,11 +95,12 @@ def main() -> None:
 
     model = load_causal_lm(args.model)
     tokenizer = load_tokenizer(args.model)
-    conversations = prompts(args.prompts, args.seed)
+    conversations = prompts(args.prompts, args.seed, args.prompt_set)
     sampling = SamplingSettings(temperature=args.temperature, top_p=0.95, max_new_tokens=args.max_new_tokens)
     prompt_lengths = [len(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)) for c in
                       conversations]
-    print(f"model {args.model}; {len(conversations)} prompts ({min(prompt_lengths)}-{max(prompt_lengths)} chars); "
+    print(f"model {args.model}; {len(conversations)} {args.prompt_set} prompts "
+          f"({min(prompt_lengths)}-{max(prompt_lengths)} chars); "
           f"max_new_tokens {args.max_new_tokens}; temperature {args.temperature}; torch threads "
           f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} (shared machine)", flush=True)
 
@@ -121,7 +129,7 @@ def main() -> None:
               f"= {rate / base_rate:5.2f}x baseline", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "prompts": len(conversations),
+        args.json.write_text(json.dumps({"rows": rows, "prompts": len(conversations), "prompt_set": args.prompt_set,
                                          "max_new_tokens": args.max_new_tokens}, indent=2) + "\n")
 
 

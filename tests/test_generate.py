@@ -94,6 +94,7 @@ def test_targets_are_met_with_full_provenance(seeds, tiny_model_dir, reference) 
                                              "decontamination"]
         assert all(g.passed for g in p.gates)
         assert {"draft", "model", "complete", "gates"} <= set(p.timing)
+        assert p.model_output is not None
     assert all(row.reason and not row.accepted for row in result.rejected)
     assert result.completion_tokens > 0 and result.prompt_tokens > result.completion_tokens
     attempts = [r.provenance.attempt for r in [*result.accepted, *result.rejected]]

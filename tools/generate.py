@@ -32,6 +32,7 @@ from tools.quality import GateResult, GateSuite
 from tools.strategies.base import Candidate, Draft, GenerationStrategy, Rejection
 
 StopReason = Literal["targets_met", "max_attempts", "max_generated_tokens", "max_seconds"]
+MODEL_OUTPUT_CHARS = 1000
 
 
 class GenerationError(RuntimeError):
@@ -118,6 +119,8 @@ class Provenance(BaseModel):
     category: str = ""
     record_id: str | None = None
     gates: list[GateResult] = Field(default_factory=list)
+    #: What the model wrote for this attempt (cut to MODEL_OUTPUT_CHARS), to see why a writer fell back.
+    model_output: str | None = None
     #: Seconds: draft, model (this row's share of the batch call), complete, gates.
     timing: dict[str, float] = Field(default_factory=dict)
     extras: dict[str, Any] = Field(default_factory=dict)
@@ -365,6 +368,7 @@ def _run_batch(
         provenance.seed_ids = list(drafted.seed_ids)
         if j in texts:
             provenance.timing["model"] = round(model_share, 6)
+            provenance.model_output = texts[j][:MODEL_OUTPUT_CHARS]
         start = time.perf_counter()
         try:
             completed = strategy.complete(drafted, texts.get(j))

@@ -276,8 +276,8 @@ class ToolCatalog:
     def _sample_string(schema: dict[str, Any], seen: list[Any], rng: random.Random) -> str:
         strings = sorted({v for v in seen if isinstance(v, str)})
         pattern, fmt = schema.get("pattern"), schema.get("format")
-        if (pattern or fmt in ("date", "date-time", "time")) and (not strings or rng.random() < 0.5):
-            # Calendar values first: a regex alone would write 2025-61-99.
+        if (pattern or fmt in ("date", "date-time", "time")) and (not strings or rng.random() < 0.6):
+            # Dates and times vary freely (a regex alone would write 2025-61-99).
             year, month, day = rng.randint(2024, 2027), rng.randint(1, 12), rng.randint(1, 28)
             hour, minute = rng.randint(7, 21), rng.choice((0, 15, 30, 45))
             date, time = f"{year}-{month:02d}-{day:02d}", f"{hour:02d}:{minute:02d}"
@@ -288,10 +288,13 @@ class ToolCatalog:
                 for value in (date, time, f"{date} {time}", f"{date}T{time}", f"{date}T{time}:00"):
                     if re.fullmatch(pattern, value):
                         return value
-                try:
-                    return sample_regex(pattern, rng)
-                except (ValueError, re.error):
-                    pass
+        # Other patterned codes (currencies, airports, tickers) come from real calls when there are any:
+        # random letters match the pattern but name nothing real.
+        if isinstance(pattern, str) and not strings:
+            try:
+                return sample_regex(pattern, rng)
+            except (ValueError, re.error):
+                pass
         if strings:
             return rng.choice(strings)
         return humanize(schema.get("description", "value")).split(",")[0].lower()
