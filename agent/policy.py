@@ -110,11 +110,18 @@ class PlanView:
             "submissions": b.max_submissions - u.submissions,
         }
 
+    def round_seconds_estimate(self) -> float:
+        """What another generate-train-evaluate round will take: the longest training so far plus a third for
+        generation and evaluation (0 before the first round: nothing to go by)."""
+        return 1.3 * max((a.seconds for a in self.adapters), default=0.0)
+
     def out_of_budget(self) -> list[str]:
-        """Names of spent resources that end the improve loop."""
+        """Names of spent resources that end the improve loop. The wall clock counts as spent when another round
+        would not fit before the end, keeping a tenth of the budget for submitting and the final report."""
         left = self.remaining()
         spent = [k for k in ("iterations", "synthetic_examples", "generation_tokens", "train_tokens") if left[k] <= 0]
-        if left["wall_seconds"] <= 0:
+        reserve = 0.1 * self.budget.max_wall_seconds
+        if left["wall_seconds"] <= self.round_seconds_estimate() + reserve:
             spent.append("wall_seconds")
         return spent
 
@@ -133,9 +140,12 @@ def check_decision(decision: Decision, view: PlanView) -> str | None:
         total = sum(decision.targets.values())
         if total > left["synthetic_examples"]:
             return f"asks for {total} synthetic examples but only {max(0, int(left['synthetic_examples']))} remain"
-        for resource in ("iterations", "generation_tokens", "wall_seconds"):
+        for resource in ("iterations", "generation_tokens"):
             if left[resource] <= 0:
                 return f"the {resource} budget is spent"
+        if "wall_seconds" in view.out_of_budget():
+            return (f"not enough wall-clock time left for another round ({left['wall_seconds'] / 60:.1f} min left, "
+                    f"a round takes about {view.round_seconds_estimate() / 60:.1f} min)")
         if view.untrained_data:
             return "the current dataset has synthetic data no adapter was trained on: train first"
     elif decision.action == "train":

@@ -101,7 +101,16 @@ def test_guardrail_enforces_every_budget() -> None:
     spent = view(usage={"iterations": 3})
     assert check_decision(Decision(action="generate", targets={"join": 5}), spent) == "the iterations budget is spent"
     no_time = view(Budget(max_wall_seconds=60), usage={"wall_seconds": 61})
-    assert "wall_seconds" in (check_decision(Decision(action="generate", targets={"join": 5}), no_time) or "")
+    assert "not enough wall-clock time" in (check_decision(Decision(action="generate", targets={"join": 5}),
+                                                            no_time) or "")
+    # A round estimated from the last training does not start when it would overrun the budget.
+    tight = view(Budget(max_wall_seconds=1000), usage={"wall_seconds": 500},
+                 adapters=[{**adapter("a1", "v0"), "seconds": 400}])
+    assert tight.round_seconds_estimate() == pytest.approx(520)
+    assert "wall_seconds" in tight.out_of_budget()
+    roomy = view(Budget(max_wall_seconds=1000), usage={"wall_seconds": 100},
+                 adapters=[{**adapter("a1", "v0"), "seconds": 400}])
+    assert "wall_seconds" not in roomy.out_of_budget()
     assert "training budget" in (check_decision(Decision(action="train"), no_time) or "")
     assert policy_decision(no_time).action == "stop"
 
