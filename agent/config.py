@@ -89,8 +89,10 @@ class EvalSettings(_Section):
 
 
 class PublishSettings(_Section):
-    kind: Literal["local", "hub"] = Field(default="local", description="local: folder store read by the simulator; "
-                                                                       "hub: Hugging Face Hub (HF_TOKEN, HF_USERNAME)")
+    kind: Literal["auto", "local", "hub"] = Field(
+        default="auto", description="auto: the Hub for live FLock tasks, the simulator's local store otherwise; "
+                                    "local: folder store read by the simulator; hub: Hugging Face Hub "
+                                    "(HF_TOKEN, HF_USERNAME)")
 
 
 class RunConfig(_Section):
@@ -108,6 +110,10 @@ class RunConfig(_Section):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     seed: int = Field(default=0, description="seed for splits, generation and training")
+
+    @property
+    def publishes_to_hub(self) -> bool:
+        return self.publish.kind == "hub" or (self.publish.kind == "auto" and self.task.kind == "flock")
     runs_dir: Path = Field(default=Path("runs"), description="where run folders are written")
 
 
@@ -199,7 +205,10 @@ def check_environment(config: RunConfig) -> None:
             raise ConfigError("task.task_id: required for the live FLock API (--task-id N)")
         if not os.environ.get(config.task.api_key_env):
             raise ConfigError(f"the live FLock API needs an API key in ${config.task.api_key_env}")
-    if config.publish.kind == "hub":
+    if config.task.kind == "flock" and config.publish.kind == "local":
+        raise ConfigError("publish.kind: FLock validators cannot read a local store; use 'hub' (or 'auto') for live "
+                          "tasks")
+    if config.publishes_to_hub:
         missing = [v for v in ("HF_TOKEN", "HF_USERNAME") if not os.environ.get(v)]
         if missing:
             raise ConfigError(f"publishing to the Hugging Face Hub needs {' and '.join('$' + m for m in missing)}")

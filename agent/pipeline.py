@@ -117,7 +117,7 @@ def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> 
     redactor.add(server.validator_api_key)
     redactor.add(server.admin_token)
     with server, server.client(**http) as client:
-        publisher = HubPublisher() if config.publish.kind == "hub" else LocalPublisher(sim_dir / "publisher")
+        publisher = HubPublisher() if config.publishes_to_hub else LocalPublisher(sim_dir / "publisher")
         yield TaskEnvironment(client=client, publisher=publisher, task_id=server.task_ids[0], simulator=server,
                               task_dir=Path(task_dir))
 
@@ -443,7 +443,7 @@ class PipelineToolbox:
 
         adapter_dir = self._adapter_dir(adapter_id)
         task = self.env.client.get_task(self.env.task_id)
-        user = os.environ.get("HF_USERNAME", "") if self.config.publish.kind == "hub" else "synthgen-local"
+        user = os.environ.get("HF_USERNAME", "") if self.config.publishes_to_hub else "synthgen-local"
         repo_id = repo_name(user, task.id, self.config.base_model)
         ledger = SubmissionLedger.in_run_dir(self.paths.root)
         with progress.step(f"publish and submit {adapter_id}", None):
