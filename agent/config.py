@@ -91,8 +91,8 @@ class EvalSettings(_Section):
 class PublishSettings(_Section):
     kind: Literal["auto", "local", "hub"] = Field(
         default="auto", description="auto: the Hub for live FLock tasks, the simulator's local store otherwise; "
-                                    "local: folder store read by the simulator; hub: Hugging Face Hub "
-                                    "(HF_TOKEN, HF_USERNAME)")
+                                    "local: a folder store (what a self-hosted simulator's validator reads); hub: "
+                                    "the Hugging Face Hub (HF_TOKEN, HF_USERNAME)")
 
 
 class RunConfig(_Section):
@@ -205,10 +205,7 @@ def check_environment(config: RunConfig) -> None:
             raise ConfigError("task.task_id: required for the live FLock API (--task-id N)")
         if not os.environ.get(config.task.api_key_env):
             raise ConfigError(f"the live FLock API needs an API key in ${config.task.api_key_env}")
-    if config.task.kind == "flock" and config.publish.kind == "local":
-        raise ConfigError("publish.kind: FLock validators cannot read a local store; use 'hub' (or 'auto') for live "
-                          "tasks")
-    if config.publishes_to_hub:
+    if config.publishes_to_hub and config.budget.max_submissions > 0:
         missing = [v for v in ("HF_TOKEN", "HF_USERNAME") if not os.environ.get(v)]
         if missing:
             raise ConfigError(f"publishing to the Hugging Face Hub needs {' and '.join('$' + m for m in missing)}")

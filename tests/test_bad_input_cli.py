@@ -238,7 +238,7 @@ def fake_flock(good_task: Path) -> Iterator[FakeFlock]:
 def test_two_gigabyte_claim_is_refused_without_downloading_it(run_with: Any, fake_flock: FakeFlock,
                                                               tmp_path: Path) -> None:
     result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": fake_flock.url + "/api/v1"}},
-                      env={"FLOCK_API_KEY": "node-key-for-the-fake-api"})
+                      env={"FLOCK_API_KEY": "node-key-for-the-fake-api", "HF_TOKEN": "hf-x", "HF_USERNAME": "x"})
     one_clear_error(result, "/storage/data.jsonl: 2147483649 bytes is over the 2147483648-byte download cap")
     assert fake_flock.body_bytes_sent < 1024 * 1024
     task_folder = tmp_path / "runs" / "bad" / "task"
@@ -274,7 +274,8 @@ def test_unknown_models(changes: dict[str, Any], says: list[str], run_with: Any)
 def test_unreachable_endpoints(changes: dict[str, Any], field: str, run_with: Any, tmp_path: Path) -> None:
     port = closed_port()
     changes = json.loads(json.dumps(changes).replace("{port}", str(port)))
-    result = run_with(changes, env={"FLOCK_API_KEY": "node-key", "SYNTHGEN_LLM_API_KEY": "llm-key"})
+    result = run_with(changes, env={"FLOCK_API_KEY": "node-key", "SYNTHGEN_LLM_API_KEY": "llm-key",
+                                    "HF_TOKEN": "hf-x", "HF_USERNAME": "x"})
     one_clear_error(result, f"{field}: http://127.0.0.1:{port}", "is unreachable (Connection refused)")
     assert not (tmp_path / "runs" / "bad").exists()  # refused before a run folder was made
 
