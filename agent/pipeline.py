@@ -28,6 +28,7 @@ from agent.toolbox import GenerateOutcome, PreparedTask, TestComparison
 from agent.trace import Redactor
 from memory.runs import RunPaths
 from tools.data import FlockRecord, SplitFractions, load_jsonl, stratified_split, write_jsonl
+from tools.fileio import atomic_write_text
 from tools.tasks import TaskPlugin, detect_plugin
 
 DEMO_DIRS = {
@@ -138,10 +139,7 @@ def _digest(value: Any, length: int = 10) -> str:
 
 
 def _write_model(path: Path, model: BaseModel) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(model.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, model.model_dump_json(indent=2))
 
 
 class PipelineToolbox:
@@ -482,7 +480,7 @@ class PipelineToolbox:
         model, tokenizer = self._base()
         score = flock_score(model, records, template=self.task.template, context_length=self.task.context_length,
                             tokenizer=tokenizer, max_params=self.task.max_params or None)
-        cache.write_text(json.dumps({"bpc": score.bpc}), encoding="utf-8")
+        atomic_write_text(cache, json.dumps({"bpc": score.bpc}))
         return score.bpc
 
     # ----- reporting -----------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from agent.trace import Redactor, append_jsonl, read_jsonl_tolerant
+from tools.fileio import atomic_write_text
 
 CallKind = Literal["planner", "tool"]
 Mode = Literal["record", "replay"]
@@ -79,9 +80,7 @@ class Cassette:
         if self.mode != "record" or length >= len(self.entries):
             return
         self.entries = self.entries[:length]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(e.model_dump_json() + "\n" for e in self.entries), encoding="utf-8")
-        tmp.replace(self.path)
+        atomic_write_text(self.path, "".join(e.model_dump_json() + "\n" for e in self.entries))
         self.position = length
 
     def __len__(self) -> int:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.fileio import atomic_write_text
+
 DEFAULT_RUNS_DIR = Path(os.environ.get("SYNTHGEN_RUNS_DIR", "runs"))
 _COLUMNS = ("run_id", "created_at", "updated_at", "task", "planner", "status", "best_dev_bpc", "base_dev_bpc",
             "validation_bpc", "base_validation_bpc", "iterations", "submissions")
@@ -114,9 +116,7 @@ class RunStore:
         if paths.root.exists() and any(paths.root.iterdir()):
             raise FileExistsError(f"run {run_id} already exists at {paths.root}")
         paths.make()
-        tmp = paths.config.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str), encoding="utf-8")
-        tmp.replace(paths.config)
+        atomic_write_text(paths.config, json.dumps(config, indent=2, sort_keys=True, default=str))
         now = time.time()
         with closing(self._connect()) as conn, conn:
             conn.execute("INSERT INTO runs (run_id, created_at, updated_at, task, planner, status, iterations, "

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -339,23 +337,11 @@ def load_jsonl(
 
 def write_jsonl(records: Iterable[FlockRecord], path: str | Path) -> str:
     """Write records atomically (temp file + rename) and return the file's sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for record in records:
-                data = (record.to_json_line() + "\n").encode("utf-8")
-                digest.update(data)
-                handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest.hexdigest()
+    from tools.fileio import atomic_write_bytes
+
+    data = "".join(record.to_json_line() + "\n" for record in records).encode("utf-8")
+    atomic_write_bytes(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
 
 
 # ----- datasets.Dataset --------------------------------------------------------------------------------------

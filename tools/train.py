@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.data import FlockRecord
 from tools.evaluate import TokenBatch, length_grouped_batches, make_batch, target_token_losses
+from tools.fileio import atomic_write_text
 from tools.models import DEFAULT_MODEL
 from tools.templates import ChatTemplate, TokenizedExample, get_template, tokenize_records
 
@@ -242,19 +243,6 @@ def _fingerprint(hub_id: str, template: ChatTemplate, context_length: int, confi
 
 
 # ----- checkpoints -------------------------------------------------------------------------------------------
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -273,7 +261,7 @@ def _save_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any, sta
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
-    _atomic_write_text(root / "latest.json", json.dumps({"dir": final.name}))
+    atomic_write_text(root / "latest.json", json.dumps({"dir": final.name}))
     for old in root.iterdir():  # older checkpoints and staging left by a killed run
         if old.is_dir() and old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)
@@ -549,7 +537,7 @@ def train_adapter(
         peak_memory_method=memory.method, bf16=use_bf16, qlora=use_qlora, device=device,
         resumed_from_step=resumed_from, fingerprint=fingerprint,
     )
-    _atomic_write_text(metrics_path, result.model_dump_json(indent=2))
+    atomic_write_text(metrics_path, result.model_dump_json(indent=2))
     shutil.rmtree(checkpoints, ignore_errors=True)
     return result
 
