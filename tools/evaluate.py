@@ -450,9 +450,10 @@ def function_call_probes(record: FlockRecord) -> list[tuple[FlockRecord, str]]:
 
 def _references_for(metric: str, records: Sequence[FlockRecord], golds: Sequence[str]) -> list[Any]:
     if metric == "sql_execution":
-        from tools.tasks.text2sql import parse_prompt
+        from tools.tasks.text2sql import Text2SQLPlugin
 
-        return [{"sql": gold, "schema": parse_prompt(r.first_user_text()).schema}
+        # prompt_of also finds a schema given in the system prompt rather than the user turn.
+        return [{"sql": gold, "schema": Text2SQLPlugin.prompt_of(r).schema}
                 for r, gold in zip(records, golds, strict=True)]
     return list(golds)
 
