@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,8 @@ TASK = 7
 
 @pytest.fixture(scope="module")
 def clock() -> ManualClock:
-    return ManualClock()
+    # 01:00 UTC today: tests move hours forward and must stay within one UTC day (the two-a-day limit)
+    return ManualClock(datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0, tzinfo=None))
 
 
 @pytest.fixture(scope="module")

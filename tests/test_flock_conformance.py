@@ -9,6 +9,7 @@ They use ``requests`` the way those scripts do, so nothing of the project's clie
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -23,7 +24,8 @@ NOT_VALIDATING = {"detail": "Validation assignment is not in validating status"}
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    # 01:00 UTC today: tests move hours forward and must stay within one UTC day (the two-a-day limit)
+    return ManualClock(datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0, tzinfo=None))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -32,7 +33,8 @@ SUBMISSION = {"hg_repo_id": "alice/task-7-x", "base_model": "qwen1.5", "gpu_type
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    # 01:00 UTC today: the tests move a few hours forward and must stay within one UTC day (the two-a-day limit)
+    return ManualClock(datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0, tzinfo=None))
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from tools.quality import default_gates
 from tools.strategies.function_calling import FunctionCallingStrategy
 from tools.tasks.function_calling import FunctionCallingPlugin
 
+import time
+
 model_dir, store_dir, out = sys.argv[1], sys.argv[2], sys.argv[3]
 seeds = load_jsonl(Path("tools/demo_tasks/function_calling/training_set.jsonl")).records
 request = GenerationRequest(
@@ -38,6 +40,8 @@ backend = LocalBackend.from_pretrained(model_dir, batch_size=8, precision="float
 
 def report(progress):
     print(f"batch {progress.batch}", flush=True)
+    if store_dir != "-":
+        time.sleep(1.0)  # the victim must still be running when the kill lands, however fast the machine
 
 result = generate(request, FunctionCallingStrategy(plugin, request.seed_pool), backend, gates,
                   store=DataStore(store_dir) if store_dir != "-" else None, progress=report)

@@ -93,6 +93,8 @@ def test_server_supplied_names_never_become_paths(task_dir: Path, tmp_path: Path
         config = tiny_config(tmp_path, task_dir, tiny_model_dir, overrides={
             "task": {"kind": "flock", "task_id": 1, "api_base_url": server.url + "/api/v1", **FAST_CLIENT}})
         monkeypatch.setenv("FLOCK_API_KEY", "node-key-for-the-fake-api")
+        monkeypatch.setenv("HF_TOKEN", "hf_unused_the_run_stops_before_publishing")
+        monkeypatch.setenv("HF_USERNAME", "someone")
 
         def stop(node: str, update: dict[str, Any]) -> None:
             if node == "bootstrap":
