@@ -1,11 +1,7 @@
 """Training throughput: our trainer vs FLock's reference training-node recipe, side by side in one process.
 
-(a) reference: FLock's testnet-training-node-quickstart ``demo.py`` (FLOCK_API.md 7.1) on the installed TRL:
-    SFTTrainer, LoRA r=8 / alpha=16 / dropout 0.05 on q_proj and v_proj, lr 2e-4, warmup_steps=100, batch 2 x
-    gradient accumulation 2 (the ``demo.py`` defaults), FLock's dataset + collator (per-batch padding to the longest
-    example), bf16 when the CPU has it. Adapted to CPU: fp32 weights instead of 4-bit (bitsandbytes' paged 8-bit
-    optimizer needs CUDA) so ``adamw_torch``; no gradient checkpointing (TRL 0.9.x, which QS pins, did not turn
-    it on; TRL 1.x would).
+(a) reference: FLock's testnet-training-node-quickstart ``demo.py`` (FLOCK_API.md 7.1) on the installed TRL, as
+    described and implemented in benchmarks/reference_recipe.py (shared with benchmarks/learning_gain.py).
 (b) ours: tools.train.train_adapter with its default TrainConfig.
 
 Both train the same model on the same examples for the same number of epochs; runs alternate (a, b, a, b, ...).
@@ -20,7 +16,6 @@ FLock's exact scorer, and MFU against a bf16 matmul peak measured at the start.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -33,10 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.reference_recipe import run_reference  # noqa: E402
 from tools.data import FlockRecord, load_jsonl  # noqa: E402
 from tools.evaluate import flock_score  # noqa: E402
 from tools.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer, resolve_model  # noqa: E402
-from tools.templates import SFTCollator, TokenizedExample, tokenize_records  # noqa: E402
+from tools.templates import tokenize_records  # noqa: E402
 from tools.train import PeakMemory, TrainConfig, bf16_supported, train_adapter  # noqa: E402
 
 DEMO_TRAIN = ROOT / "tools" / "demo_tasks" / "text2sql" / "training_set.jsonl"
@@ -65,55 +61,6 @@ def linear_params(model_spec: str) -> int:
             if isinstance(m, torch.nn.Linear) and "lm_head" not in name)
     del model
     return n
-
-
-def flock_dataset(examples: list[TokenizedExample]):
-    """FLock's SFTDataset rows (input_ids, attention_mask, target_mask) as a datasets.Dataset, as TRL wants."""
-    from datasets import Dataset
-
-    return Dataset.from_dict({"input_ids": [e.input_ids for e in examples],
-                              "attention_mask": [e.attention_mask for e in examples],
-                              "target_mask": [e.target_mask for e in examples]})
-
-
-class FlockCollator:
-    """FLock's SFTDataCollator over dataset rows."""
-
-    def __init__(self, pad_id: int, context_length: int):
-        self.collate = SFTCollator(pad_id, context_length)
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        return self.collate([TokenizedExample(r["input_ids"], r["target_mask"]) for r in rows])
-
-
-def run_reference(model_spec: str, hub_id: str, examples: list[TokenizedExample], pad_id: int, out: Path,
-                  context_length: int, epochs: int, use_bf16: bool) -> dict:
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
-
-    with PeakMemory("cpu") as memory:
-        model = load_causal_lm(model_spec, dtype=torch.float32, hub_id=hub_id)
-        lora = LoraConfig(r=8, target_modules=["q_proj", "v_proj"], lora_alpha=16, lora_dropout=0.05,
-                          task_type="CAUSAL_LM")
-        args = SFTConfig(
-            per_device_train_batch_size=2, gradient_accumulation_steps=2, num_train_epochs=epochs,
-            warmup_steps=100, learning_rate=2e-4, bf16=use_bf16, logging_steps=20, output_dir=str(out),
-            optim="adamw_torch", remove_unused_columns=False, max_length=context_length,
-            gradient_checkpointing=False, use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True,
-            dataset_kwargs={"skip_prepare_dataset": True}, seed=0,
-        )
-        trainer = SFTTrainer(model=model, train_dataset=flock_dataset(examples), args=args, peft_config=lora,
-                             data_collator=FlockCollator(pad_id, context_length))
-        start = time.perf_counter()
-        trainer.train()
-        train_time = time.perf_counter() - start
-        trainer.save_model(str(out))
-    config = json.loads((out / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = hub_id
-    (out / "adapter_config.json").write_text(json.dumps(config))
-    real = epochs * sum(len(e) for e in examples)
-    del trainer, model
-    return {"real_tokens": real, "train_time_s": train_time, "peak_bytes": memory.peak_bytes, "adapter": out}
 
 
 def run_ours(model_spec: str, hub_id: str, records: list[FlockRecord], out: Path, context_length: int,
