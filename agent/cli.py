@@ -41,6 +41,13 @@ def _root() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    import warnings
+
+    # Noise with nothing to act on: peft looks the base model up on the Hub when saving (offline runs name the
+    # Hub id but load local weights), and transformers 5 renamed its gradient-checkpointing properties.
+    for text in ("Unable to fetch remote file", "Could not find a config file in", ".*is deprecated and will be "
+                 "removed in v6"):
+        warnings.filterwarnings("ignore", message=text)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

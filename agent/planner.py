@@ -120,6 +120,9 @@ def parse_decision(raw: str) -> tuple[Decision | None, str | None]:
         return None, f"the answer is not valid JSON: {exc.msg} at char {exc.pos}"
     if isinstance(obj, dict) and isinstance(obj.get("rationale"), str):
         obj["rationale"] = obj["rationale"][:600]
+    if isinstance(obj, dict) and obj.get("action") != "generate" and isinstance(obj.get("targets"), dict):
+        # Only generate has targets; small models copy the last ones into every answer the schema asks them for.
+        obj["targets"] = {}
     try:
         return Decision.model_validate(obj), None
     except ValidationError as exc:

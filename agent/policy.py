@@ -135,8 +135,6 @@ def check_decision(decision: Decision, view: PlanView) -> str | None:
         unknown = sorted(set(decision.targets) - set(view.task.categories))
         if unknown:
             return f"unknown categories {unknown}; the task's categories are {sorted(view.task.categories)}"
-        if any(n < 1 for n in decision.targets.values()):
-            return "every target count must be at least 1"
         total = sum(decision.targets.values())
         if total > left["synthetic_examples"]:
             return f"asks for {total} synthetic examples but only {max(0, int(left['synthetic_examples']))} remain"
@@ -146,11 +144,17 @@ def check_decision(decision: Decision, view: PlanView) -> str | None:
         if "wall_seconds" in view.out_of_budget():
             return (f"not enough wall-clock time left for another round ({left['wall_seconds'] / 60:.1f} min left, "
                     f"a round takes about {view.round_seconds_estimate() / 60:.1f} min)")
+        # Rounds cost minutes of training and evaluation each: a handful of rows cannot move a category's score.
+        smallest = min(MIN_TARGET, max(1, int(left["synthetic_examples"])))
+        if any(n < smallest for n in decision.targets.values()):
+            return f"every target count must be at least {smallest}"
+        share = examples_per_round(view)
+        if total < share // 2:
+            return (f"asks for only {total} synthetic examples; this round's share of the budget is {share}, "
+                    f"ask for at least {share // 2}")
         if view.untrained_data:
             return "the current dataset has synthetic data no adapter was trained on: train first"
     elif decision.action == "train":
-        if decision.targets:
-            return "train takes no targets"
         if left["train_tokens"] <= 0 or left["wall_seconds"] <= 0:
             return "the training budget (tokens or wall clock) is spent"
         trained_versions = {a.dataset_version for a in view.adapters}

@@ -122,7 +122,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         tokens = sum(g.completion_tokens for g in generations)
         rate = tokens / seconds
-        mode = f"ours: LocalBackend ({'bf16 autocast' if backend.autocast_bf16 else 'fp32'})"
+        mode = f"ours: LocalBackend ({'bf16' if backend.bf16 else 'fp32'})"
         rows.append({"mode": mode, "batch": batch_size, "tokens": tokens, "seconds": round(seconds, 2),
                      "tokens_per_s": round(rate, 2), "ratio": round(rate / base_rate, 2)})
         print(f"{mode:<52} batch {batch_size:2d}: {tokens:5d} tokens {seconds:8.1f} s {rate:8.2f} tok/s "

@@ -27,8 +27,9 @@ BPC per category, and SQL execution accuracy overall and per category on the tes
 pipeline's evaluate with ``sql_execution``; (a) and (d) come from the agent's own base-vs-best test report, which is
 the same evaluation on the same split).
 
-    python benchmarks/learning_gain.py                 # full mode: seeds 0 and 1, hours on 2 CPU cores
-    python benchmarks/learning_gain.py --quick         # a small budget, one seed (about 20 minutes)
+    python benchmarks/learning_gain.py                 # full mode: seeds 0 and 1 (about an hour per seed)
+    python benchmarks/learning_gain.py --quick         # a small budget, one seed
+    python benchmarks/learning_gain.py --seeds 1 --threads 1   # one seed per process, to run seeds side by side
 
 Results are written as JSON and markdown under ``--out`` (each finished condition is kept, so an interrupted run
 continues where it stopped when started again with the same arguments).
@@ -77,8 +78,8 @@ BUDGET_DEFINITION = (
 
 #: Agent settings per mode (everything else is the run configuration's default).
 FULL_SETTINGS: dict[str, Any] = {
-    "budget": {"max_iterations": 3, "max_synthetic_examples": 180, "max_wall_seconds": 8 * 3600},
-    "train": {"epochs": 2},
+    "budget": {"max_iterations": 2, "max_synthetic_examples": 80, "max_wall_seconds": 8 * 3600},
+    "train": {"epochs": 1},
 }
 QUICK_SETTINGS: dict[str, Any] = {
     "budget": {"max_iterations": 1, "max_synthetic_examples": 28, "max_train_tokens": 12_000,
@@ -559,7 +560,7 @@ def render_markdown(summary: dict[str, Any], seeds: list[dict[str, Any]], meta: 
                   f"(min {load['load1_min']}, max {load['load1_max']}, {load['samples']} samples); "
                   f"torch threads {load.get('torch_threads', 'default')}; bf16 matmul "
                   f"{' / '.join(str(x) for x in load.get('bf16_matmul_gflops_start_end', []))} GFLOP/s at start / end; "
-                  f"wall time {meta['seconds'] / 60:.0f} min."]
+                  f"wall time {meta['seconds'] / 60:.0f} min (the longest seed when seeds ran side by side)."]
     return "\n".join(lines) + "\n"
 
 
@@ -597,6 +598,41 @@ def _target_line(text: str, gain: dict[str, Any], met: bool) -> str:
 
 
 # ----- entry point -----------------------------------------------------------------------------------------------
+def merge_meta(metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """One meta for seeds run by separate processes (side by side or one after another)."""
+    if len(metas) == 1:
+        return metas[0]
+    loads = [m["load"] for m in metas]
+    samples = sum(load["samples"] for load in loads)
+    return {**metas[0],
+            "command": "; ".join(dict.fromkeys(m["command"] for m in metas)),
+            "seconds": max(m["seconds"] for m in metas),
+            "load": {"cpu_count": loads[0]["cpu_count"], "samples": samples,
+                     "load1_mean": round(sum(x["load1_mean"] * x["samples"] for x in loads) / max(samples, 1), 2),
+                     "load1_min": min(x["load1_min"] for x in loads), "load1_max": max(x["load1_max"] for x in loads),
+                     "torch_threads": " / ".join(str(x.get("torch_threads")) for x in loads),
+                     "bf16_matmul_gflops_start_end": [g for x in loads
+                                                      for g in x.get("bf16_matmul_gflops_start_end", [])]}}
+
+
+def write_summary(out: Path, seeds: list[int]) -> str:
+    """Combine the seeds' results (each written by the process that ran it) into results.json and results.md."""
+    runs = []
+    for seed in seeds:
+        path = out / f"seed{seed}" / "seed_result.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path}: seed {seed} has not finished (run it with --seeds {seed})")
+        runs.append(json.loads(path.read_text(encoding="utf-8")))
+    results = [r["result"] for r in runs]
+    meta = merge_meta([r["meta"] for r in runs])
+    summary = summarize(results)
+    markdown = render_markdown(summary, results, meta)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "seeds": results}, indent=2,
+                                                 sort_keys=True), encoding="utf-8")
+    (out / "results.md").write_text(markdown, encoding="utf-8")
+    return markdown
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small budget, one seed (minutes)")
@@ -604,40 +640,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: runs/learning-gain[-quick])")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice). On a shared, "
                         "oversubscribed machine one thread per process measured about twice as fast as two")
+    parser.add_argument("--summarize", action="store_true",
+                        help="only combine the given seeds' finished results into results.json and results.md")
     args = parser.parse_args(argv)
+    seeds = args.seeds or ([0] if args.quick else [0, 1])
+    out: Path = args.out or ROOT / "runs" / ("learning-gain-quick" if args.quick else "learning-gain")
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.summarize:
+        run_seeds(args, seeds, out, argv)
+    markdown = write_summary(out, seeds)
+    print()
+    print(markdown)
+    log(f"results: {out / 'results.json'}, {out / 'results.md'}")
+
+
+def run_seeds(args: argparse.Namespace, seeds: list[int], out: Path, argv: list[str] | None) -> None:
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    seeds = args.seeds or ([0] if args.quick else [0, 1])
-    out: Path = args.out or ROOT / "runs" / ("learning-gain-quick" if args.quick else "learning-gain")
-    out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/learning_gain.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
     from agent import progress
 
     progress.set_reporter(LogReporter())
-    started = time.time()
-    speed = [_matmul_probe()]
-    results = []
-    with LoadSampler() as load:
-        for seed in seeds:
+    for seed in seeds:
+        started = time.time()
+        speed = [_matmul_probe()]
+        with LoadSampler() as load:
             config = benchmark_config(seed, out / f"seed{seed}" / "runs", quick=args.quick)
             log(f"seed {seed}: agent budget {config.budget.model_dump()}, train {config.train.model_dump()}")
-            results.append(SeedBench(config, out / f"seed{seed}").run())
-    speed.append(_matmul_probe())
-    meta = {"mode": "quick" if args.quick else "full", "command": command.strip(),
-            "load": {**load.summary(), "torch_threads": _torch_threads(), "bf16_matmul_gflops_start_end": speed},
-            "seconds": time.time() - started, "budget_definition": BUDGET_DEFINITION,
-            "agent_settings": QUICK_SETTINGS if args.quick else FULL_SETTINGS}
-    summary = summarize(results)
-    markdown = render_markdown(summary, results, meta)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "seeds": results}, indent=2,
-                                                 sort_keys=True), encoding="utf-8")
-    (out / "results.md").write_text(markdown, encoding="utf-8")
-    print()
-    print(markdown)
-    log(f"results: {out / 'results.json'}, {out / 'results.md'}")
+            result = SeedBench(config, out / f"seed{seed}").run()
+        speed.append(_matmul_probe())
+        meta = {"mode": "quick" if args.quick else "full", "command": command.strip(),
+                "load": {**load.summary(), "torch_threads": _torch_threads(), "bf16_matmul_gflops_start_end": speed},
+                "seconds": time.time() - started, "budget_definition": BUDGET_DEFINITION,
+                "agent_settings": QUICK_SETTINGS if args.quick else FULL_SETTINGS}
+        (out / f"seed{seed}" / "seed_result.json").write_text(
+            json.dumps({"meta": meta, "result": result}, indent=2, sort_keys=True), encoding="utf-8")
 
 
 if __name__ == "__main__":

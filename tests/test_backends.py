@@ -120,9 +120,11 @@ def test_left_padded_batches_decode_like_single_prompts(local: LocalBackend) -> 
     assert [g.text for g in batched] == [g.text for g in alone]
 
 
-def test_bf16_autocast_generates(tiny_model_dir: Path) -> None:
+def test_bf16_generates(tiny_model_dir: Path) -> None:
+    import torch
+
     backend = LocalBackend.from_pretrained(str(tiny_model_dir), batch_size=4, precision="bfloat16")
-    assert backend.autocast_bf16
+    assert backend.bf16 and next(backend.model.parameters()).dtype == torch.bfloat16
     generations = backend.generate(CONVERSATIONS[:2], SAMPLING, seed=1)
     assert len(generations) == 2 and all(g.completion_tokens >= 1 for g in generations)
 
@@ -268,3 +270,19 @@ def test_malformed_response_is_a_clear_error() -> None:
 
     with serve(app) as url, pytest.raises(BackendError, match="not a chat completion response"):
         OpenAIBackend(url, "m").generate(CONVERSATIONS[:1], SAMPLING, seed=0)
+
+
+def test_chunks_hold_at_most_batch_size_rows_and_max_batch_tokens(local: LocalBackend) -> None:
+    backend = LocalBackend(local.model, local.tokenizer, batch_size=3, precision="float32", max_batch_tokens=100)
+    lengths = [10, 20, 20, 30, 40, 60, 200]
+    chunks = backend._chunks(list(range(len(lengths))), lengths)
+    assert chunks == [[0, 1, 2], [3, 4], [5], [6]]  # rows cap, then 3 x 40 > 100, 2 x 60 > 100, one row always
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
+
+
+def test_bf16_leaves_the_callers_fp32_model_alone(local: LocalBackend) -> None:
+    import torch
+
+    backend = LocalBackend(local.model, local.tokenizer, precision="bfloat16")
+    assert next(backend.model.parameters()).dtype == torch.bfloat16
+    assert next(local.model.parameters()).dtype == torch.float32

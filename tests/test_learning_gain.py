@@ -14,6 +14,7 @@ from benchmarks.learning_gain import (
     render_markdown,
     summarize,
     uniform_targets,
+    write_summary,
 )
 from tests.agent_helpers import mini_task_dir, tiny_config
 
@@ -80,3 +81,14 @@ def test_learning_gain_conditions_end_to_end(tmp_path, tiny_model_dir):
                                                       "load1_min": 1.0, "load1_max": 1.0}})
     assert "| (d) agent, adaptive targeted loop |" in table
     assert "Test BPC per category" in table
+
+    # Seeds run by separate processes combine into one table; a seed that has not finished is named.
+    meta = {"mode": "test", "command": "pytest", "seconds": 2.0,
+            "load": {"cpu_count": 2, "samples": 2, "load1_mean": 1.0, "load1_min": 0.5, "load1_max": 1.5}}
+    for seed in (0, 1):
+        (out / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+        (out / f"seed{seed}" / "seed_result.json").write_text(json.dumps({"meta": meta, "result": twice[seed]}))
+    combined = write_summary(out, [0, 1])
+    assert "seeds 0, 1" in combined and (out / "results.json").is_file()
+    with pytest.raises(SystemExit, match="seed 2 has not finished"):
+        write_summary(out, [0, 2])
