@@ -233,7 +233,7 @@ def run(
     max_synthetic: Annotated[int | None, typer.Option(help="Budget: synthetic examples over the run")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Budget: wall-clock minutes")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for splits, generation and training")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="One short round (about 8 minutes on 2 CPU cores)")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="One short round, BPC only (~5 min on 2 cores)")] = False,
     run_id: Annotated[str | None, typer.Option(help="Name the run (default: a timestamp)")] = None,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:

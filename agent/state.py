@@ -61,7 +61,7 @@ class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_iterations: int = Field(default=3, ge=0, description="generate-train-evaluate rounds")
-    max_synthetic_examples: int = Field(default=600, ge=0, description="accepted synthetic rows over the run")
+    max_synthetic_examples: int = Field(default=300, ge=0, description="accepted synthetic rows over the run")
     max_generation_tokens: int = Field(default=400_000, ge=0, description="tokens the generator may write")
     max_train_tokens: int = Field(default=2_000_000, ge=0, description="tokens trained on, all runs together")
     max_wall_seconds: float = Field(default=25 * 60, gt=0, description="wall clock for the whole run")
