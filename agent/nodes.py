@@ -16,7 +16,7 @@ from langgraph.types import Command
 
 from agent.context import RunContext
 from agent.planner import allowed_actions, decision_schema, parse_decision, render_planner_prompt
-from agent.policy import PlanView, check_decision, policy_decision
+from agent.policy import PlanView, check_decision, policy_decision, training_time_limit
 from agent.state import (
     AdapterInfo,
     AgentState,
@@ -184,8 +184,9 @@ def train(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal["e
     record = DecisionRecord.model_validate(state["pending"])
     usage = _usage(state)
     view = PlanView.from_state(state, ctx.budget)
+    left = view.remaining()
     adapter = ctx.tools.train(view.dataset.version, state.get("iteration", 0) + 1, record.decision.train_overrides,
-                              int(max(0, view.remaining()["train_tokens"])))
+                              int(max(0, left["train_tokens"])), training_time_limit(left["wall_seconds"], ctx.budget))
     usage.train_tokens += adapter.train_tokens
     return Command(update={"adapters": [*state.get("adapters", []), adapter.model_dump(mode="json")],
                            "usage": usage.model_dump(), "pending": None}, goto="evaluate")

@@ -401,7 +401,7 @@ class PipelineToolbox:
 
     # ----- training ------------------------------------------------------------------------------------------------
     def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
-              max_train_tokens: int) -> AdapterInfo:
+              max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
         from tools.train import TrainConfig, train_adapter
 
         settings = self.config.train
@@ -411,9 +411,11 @@ class PipelineToolbox:
             learning_rate=overrides.learning_rate if overrides and overrides.learning_rate else settings.learning_rate,
             epochs=overrides.epochs if overrides and overrides.epochs else settings.epochs,
             batch_tokens=settings.batch_tokens, seed=self.config.seed, qlora=settings.qlora,
-            max_train_tokens=max(1, max_train_tokens),
+            max_train_tokens=max(1, max_train_tokens), max_seconds=max_seconds,
         )
-        adapter_id = f"a{iteration}-{_digest({'data': dataset_version, 'config': config.model_dump()}, 8)}"
+        # The time limit depends on when the step runs (a resume has less left): not part of the adapter's identity.
+        identity = config.model_dump(exclude={"max_seconds"})
+        adapter_id = f"a{iteration}-{_digest({'data': dataset_version, 'config': identity}, 8)}"
         records = self._store().load_version(dataset_version).records
         started = time.time()
         with progress.step(f"train {adapter_id}", None) as advance:

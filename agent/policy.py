@@ -241,6 +241,16 @@ def examples_per_round(view: PlanView) -> int:
     return int(max(0, left["synthetic_examples"]) // rounds_left)
 
 
+#: Share of the wall-clock budget a training leaves for what follows it: evaluation on dev, submission and the
+#: simulator's scoring, the test comparison and the report.
+AFTER_TRAINING_SHARE = 0.25
+
+
+def training_time_limit(wall_seconds_left: float, budget: Budget) -> float:
+    """Seconds a training may take so the run still ends within its wall-clock budget (at least a minute)."""
+    return max(60.0, wall_seconds_left - AFTER_TRAINING_SHARE * budget.max_wall_seconds)
+
+
 def policy_decision(view: PlanView) -> Decision:
     """The deterministic fallback: evaluate what is untested, train what is untrained, improve the weakest
     categories while budget and progress last, then submit the best adapter and stop."""

@@ -62,8 +62,9 @@ class Toolbox(Protocol):
         ...
 
     def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
-              max_train_tokens: int) -> AdapterInfo:
-        """Train a fresh LoRA adapter from the base model on a dataset version."""
+              max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
+        """Train a fresh LoRA adapter from the base model on a dataset version (within ``max_seconds`` of
+        training when given: the schedule is shortened to fit)."""
         ...
 
     def submit(self, adapter_id: str) -> SubmissionInfo:
@@ -128,11 +129,18 @@ class RecordedToolbox:
                           lambda: self._live().generate(targets, iteration, max_generation_tokens))
 
     def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
-              max_train_tokens: int) -> AdapterInfo:
+              max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
+        # max_seconds follows from the recorded clock readings (the node derives it from the budget's wall-clock
+        # use), so it is shown in the trace but left out of the cassette's inputs: recordings made before the time
+        # limit existed still replay.
         inputs = {"dataset_version": dataset_version, "iteration": iteration,
                   "overrides": overrides.model_dump() if overrides else None, "max_train_tokens": max_train_tokens}
+        if max_seconds is not None:
+            self.trace.emit("metrics", node=self.node, iteration=self.iteration, scope="train_time_limit",
+                            max_seconds=round(max_seconds, 1))
         return self._call("train", AdapterInfo, inputs,
-                          lambda: self._live().train(dataset_version, iteration, overrides, max_train_tokens))
+                          lambda: self._live().train(dataset_version, iteration, overrides, max_train_tokens,
+                                                     max_seconds))
 
     def submit(self, adapter_id: str) -> SubmissionInfo:
         return self._call("submit", SubmissionInfo, {"adapter_id": adapter_id},

@@ -170,3 +170,28 @@ def test_qlora_trains_on_cpu(tiny_model_dir, tmp_path):
                            context_length=512, hub_id=HUB_ID)
     assert result.qlora and result.steps == 3
     assert all("lora_" in k for k in load_file(str(tmp_path / "q" / "adapter_model.safetensors")))
+
+
+def test_time_limit_shortens_the_schedule_and_stops_in_time(tiny_model_dir, tmp_path):
+    """A step paced at >= 0.2 s with a 1.5 s limit: after three steps the run is re-planned to the steps that fit,
+    the learning rate still decays to its floor, and the adapter's identity ignores the limit."""
+    import time
+
+    config = FAST.model_copy(update={"max_steps": None, "epochs": 20, "max_seconds": 1.5})
+    seen = []
+
+    def slow(progress):
+        seen.append(progress)
+        time.sleep(0.2)
+
+    result = train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "timed", config, template="qwen1.5",
+                           context_length=512, hub_id=HUB_ID, progress=slow)
+    planned = seen[0].total_steps
+    assert result.stopped == "max_seconds"
+    assert 4 <= result.steps <= 9 < planned
+    assert result.train_time_s < 1.5 + 0.6
+    assert seen[-1].learning_rate < 0.3 * config.learning_rate
+    untimed = train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "timed",
+                            config.model_copy(update={"max_seconds": 99.0}), template="qwen1.5",
+                            context_length=512, hub_id=HUB_ID)
+    assert untimed.fingerprint == result.fingerprint  # a finished run is reused whatever time is left

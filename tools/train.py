@@ -86,6 +86,10 @@ class TrainConfig(BaseModel):
     """Save a resumable checkpoint every this many optimizer steps (0: never)."""
     max_train_tokens: Annotated[int, Field(gt=0)] | None = None
     """Stop once this many real (non-padding) tokens have been trained on."""
+    max_seconds: Annotated[float, Field(gt=0)] | None = None
+    """Training-time limit. From the third step on, the run is shortened to the steps that fit at the measured pace
+    and the cosine schedule is re-sized to them (the learning rate still decays to its floor); the run stops at
+    the first step past the limit. Not part of the run's fingerprint: a resumed run has less time left."""
 
 
 class TrainProgress(BaseModel):
@@ -113,7 +117,7 @@ class TrainResult(BaseModel):
     steps: int
     total_steps: int
     epochs_completed: float
-    stopped: Literal["completed", "max_steps", "max_train_tokens"]
+    stopped: Literal["completed", "max_steps", "max_train_tokens", "max_seconds"]
     loss_curve: list[float]
     examples: int
     skipped_examples: int
@@ -235,7 +239,7 @@ def _fingerprint(hub_id: str, template: ChatTemplate, context_length: int, confi
                  records: Sequence[FlockRecord]) -> str:
     digest = hashlib.sha256()
     header = {"hub_id": hub_id, "template": template.name, "context_length": context_length,
-              "config": config.model_dump(mode="json")}
+              "config": config.model_dump(mode="json", exclude={"max_seconds"})}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for record in records:
         digest.update(record.record_id.encode())
@@ -356,11 +360,12 @@ def _plan_steps(examples: Sequence[TokenizedExample], config: TrainConfig) -> tu
     return micro_per_epoch, total_steps, warmup_steps
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+def _lr_lambda(horizon: list[int], warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    """Warmup then cosine decay to ``min_ratio`` at ``horizon[0]`` steps (a list: a time limit may shorten it)."""
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        progress = (step - warmup_steps) / max(1, horizon[0] - warmup_steps)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
@@ -456,8 +461,9 @@ def train_adapter(
         model = _prepare_model(base_model, final_hub_id, config, device, use_bf16, use_qlora)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+        horizon = [total_steps]
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _lr_lambda(total_steps, warmup_steps, config.min_lr_ratio))
+            optimizer, _lr_lambda(horizon, warmup_steps, config.min_lr_ratio))
 
         state: dict[str, Any] = {"step": 0, "epoch": 0, "micro": 0, "real_tokens": 0, "padded_tokens": 0,
                                  "target_tokens": 0, "loss_curve": [], "train_time_s": 0.0,
@@ -478,9 +484,10 @@ def train_adapter(
         def autocast() -> torch.autocast:
             return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16)
 
-        stopped: Literal["completed", "max_steps", "max_train_tokens"] = "completed"
+        stopped: Literal["completed", "max_steps", "max_train_tokens", "max_seconds"] = "completed"
         loop_start = time.perf_counter()
         time_before = state["train_time_s"]
+        step_before = state["step"]
         batches_epoch, batches = -1, []
         while state["step"] < total_steps:
             if batches_epoch != state["epoch"]:
@@ -518,6 +525,17 @@ def train_adapter(
             if config.max_train_tokens is not None and state["real_tokens"] >= config.max_train_tokens:
                 stopped = "max_train_tokens"
                 break
+            if config.max_seconds is not None:
+                if state["train_time_s"] >= config.max_seconds:
+                    stopped = "max_seconds"
+                    break
+                done_here = state["step"] - step_before
+                if done_here >= 3:
+                    pace = (state["train_time_s"] - time_before) / done_here
+                    fits = state["step"] + int((config.max_seconds - state["train_time_s"]) / pace)
+                    if fits < total_steps:
+                        total_steps = horizon[0] = max(state["step"] + 1, fits)
+                        stopped = "max_seconds"
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 \
                     and state["step"] < total_steps:
                 _save_checkpoint(checkpoints, model, optimizer, scheduler, state)
