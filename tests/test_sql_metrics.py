@@ -40,6 +40,15 @@ def test_wrong_filter_scores_zero() -> None:
                                                                                                          "mismatch")
 
 
+def test_integer_literals_beyond_64_bits_are_scored_not_crashed() -> None:
+    """A model wrote a 30-digit number; the literal seeds the synthesized rows, where SQLite cannot store it as an
+    integer (it reads such literals as REAL, and so do we). Found by the learning-gain benchmark."""
+    huge = "123456789012345678901234567890"
+    for condition in (f"o.id = {huge}", f"o.customer_id = -{huge}", f"c.id = {huge} AND c.country = 'Spain'",
+                      f"o.total > {huge}"):
+        assert _score(GOLD.replace("c.country = 'Spain'", condition)) == (0.0, "mismatch"), condition
+
+
 def test_column_order_rule_is_configurable() -> None:
     swapped = GOLD.replace("SELECT name, total", "SELECT total, name")
     assert _score(swapped) == (0.0, "mismatch")

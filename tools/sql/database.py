@@ -392,8 +392,8 @@ def _neighbours(value: SQLValue, maker: Maker, rng: random.Random) -> list[SQLVa
 
 
 def _coerce(value: SQLValue, column: Column) -> SQLValue:
-    if column.kind == "integer" and isinstance(value, float) and value.is_integer():
-        return int(value)
+    if column.kind == "integer" and isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)  # beyond 64 bits SQLite stores the number as REAL
     if column.kind == "real" and isinstance(value, int):
         return float(value)
     return value
@@ -529,7 +529,7 @@ class _TableFiller:
             if fk.ref_table.lower() == self.table.name.lower() and fk.ref_column.lower() == key.name.lower():
                 wanted.extend(self.pool.get(pool_key(fk.table, fk.column), ()))
         extra = [int(v) for v in wanted if isinstance(v, int | float) and not isinstance(v, bool)
-                 and float(v).is_integer() and int(v) > count]
+                 and float(v).is_integer() and count < int(v) < 2**63]
         slots = self.rng.sample(range(count), min(count, len(set(extra))))
         for slot, value in zip(slots, sorted(set(extra)), strict=False):
             ids[slot] = value

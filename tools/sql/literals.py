@@ -46,9 +46,11 @@ def literal_value(node: exp.Expr) -> SQLValue:
         return str(node.this)
     text = str(node.this)
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         return float(text)
+    # SQLite reads an integer literal beyond 64 bits as REAL; so do we (a Python int that size cannot be stored).
+    return value if -(2**63) <= value < 2**63 else float(text)
 
 
 def like_text(pattern: str) -> str:
