@@ -172,7 +172,7 @@ def generate(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal
     ctx.trace.emit("metrics", node="generate", iteration=state.get("iteration", 0), scope="generation",
                    accepted=outcome.accepted_per_category,
                    rejected=outcome.rejected_per_reason, stop_reason=outcome.stop_reason)
-    dataset = outcome.dataset.model_dump(mode="json")
+    dataset = {**outcome.dataset.model_dump(mode="json"), "generation_seconds": round(outcome.seconds, 1)}
     return Command(update={"dataset": dataset, "datasets": [*state.get("datasets", []), dataset],
                            "usage": usage.model_dump(), "pending": None}, goto="plan")
 

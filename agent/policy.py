@@ -39,6 +39,7 @@ class PlanView:
     usage: BudgetUsage
     iteration: int
     dataset: DatasetInfo
+    datasets: list[DatasetInfo]
     baseline: EvalSummary
     evaluations: list[EvalSummary]
     adapters: list[AdapterInfo]
@@ -58,6 +59,7 @@ class PlanView:
             usage=usage,
             iteration=state.get("iteration", 0),
             dataset=DatasetInfo.model_validate(state["dataset"]),
+            datasets=[DatasetInfo.model_validate(d) for d in state.get("datasets", [])],
             baseline=EvalSummary.model_validate(state["baseline"]),
             evaluations=[EvalSummary.model_validate(e) for e in state.get("evaluations", [])],
             adapters=[AdapterInfo.model_validate(a) for a in state.get("adapters", [])],
@@ -111,16 +113,17 @@ class PlanView:
         }
 
     def round_seconds_estimate(self) -> float:
-        """What another generate-train-evaluate round will take: the longest training so far plus a third for
-        generation and evaluation (0 before the first round: nothing to go by)."""
-        return 1.3 * max((a.seconds for a in self.adapters), default=0.0)
+        """What another generate-train-evaluate round will take: the longest generation and the longest training so
+        far, the training plus a third for evaluating and planning (0 before the first round: nothing to go by)."""
+        generation = max((d.generation_seconds or 0.0 for d in self.datasets), default=0.0)
+        return generation + 1.3 * max((a.seconds for a in self.adapters), default=0.0)
 
     def out_of_budget(self) -> list[str]:
         """Names of spent resources that end the improve loop. The wall clock counts as spent when another round
-        would not fit before the end, keeping a tenth of the budget for submitting and the final report."""
+        would not fit before the end, keeping the share a training leaves for submitting and the final report."""
         left = self.remaining()
         spent = [k for k in ("iterations", "synthetic_examples", "generation_tokens", "train_tokens") if left[k] <= 0]
-        reserve = 0.1 * self.budget.max_wall_seconds
+        reserve = AFTER_TRAINING_SHARE * self.budget.max_wall_seconds
         if left["wall_seconds"] <= self.round_seconds_estimate() + reserve:
             spent.append("wall_seconds")
         return spent

@@ -114,6 +114,7 @@ class DatasetInfo(BaseModel):
     original_per_category: dict[str, int]
     synthetic_per_category: dict[str, int]
     acceptance: dict[str, float] = Field(default_factory=dict, description="acceptance rate per gate")
+    generation_seconds: float | None = Field(default=None, description="how long generating this version took")
 
 
 class TaskInfo(BaseModel):

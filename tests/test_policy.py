@@ -110,6 +110,13 @@ def test_guardrail_enforces_every_budget() -> None:
                  adapters=[{**adapter("a1", "v0"), "seconds": 400}])
     assert tight.round_seconds_estimate() == pytest.approx(520)
     assert "wall_seconds" in tight.out_of_budget()
+    # Generation counts too: the default run once started a second round whose training then had to be cut short.
+    generated = {"version": "v1", "original_per_category": {"join": 50}, "synthetic_per_category": {"join": 9},
+                 "generation_seconds": 200.0}
+    with_generation = view(Budget(max_wall_seconds=2000), usage={"wall_seconds": 900}, datasets=[generated],
+                           adapters=[{**adapter("a1", "v1"), "seconds": 400}])
+    assert with_generation.round_seconds_estimate() == pytest.approx(720)
+    assert "wall_seconds" in with_generation.out_of_budget()  # 1100 s left < 720 s + a quarter of 2000 s
     roomy = view(Budget(max_wall_seconds=1000), usage={"wall_seconds": 100},
                  adapters=[{**adapter("a1", "v0"), "seconds": 400}])
     assert "wall_seconds" not in roomy.out_of_budget()
