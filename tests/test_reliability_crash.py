@@ -137,6 +137,9 @@ class KillPoint:
     faults: list[FaultRule] = field(default_factory=list)
     #: What must hold in the run folder right after the kill (the window the point aims at was hit).
     after: Callable[[Path], bool] | None = None
+    #: When set, ``delay`` is a range of shares of this tool's duration in the uninterrupted reference run, so
+    #: the kill lands inside the call however fast the machine is.
+    share_of: str | None = None
 
 
 @dataclass
@@ -158,16 +161,17 @@ SCHEDULES: dict[str, list[KillPoint]] = {
     "crash-a": [
         KillPoint("bootstrap: download and split", on_event("tool_call", tool="prepare_task"), (0.0, 0.1)),
         KillPoint("bootstrap: base-model evaluation", on_event("tool_call", "bootstrap", "evaluate"), (0.3, 1.5)),
-        KillPoint("generation", on_event("tool_call", tool="generate"), (1.0, 5.0)),
-        KillPoint("training", on_event("tool_call", tool="train"), (2.0, 6.0)),
+        KillPoint("generation", on_event("tool_call", tool="generate"), (0.2, 0.7), share_of="generate"),
+        KillPoint("training", on_event("tool_call", tool="train"), (0.2, 0.7), share_of="train"),
         KillPoint("evaluation of the adapter", on_event("tool_call", "evaluate", "evaluate"), (0.1, 0.6)),
         KillPoint("submission in flight, not recorded by the server", ledger_sending, (0.2, 1.0), IN_FLIGHT,
                   unrecorded_send),
     ],
     "crash-b": [
         KillPoint("bootstrap: first node", on_event("node_start", "bootstrap"), (0.0, 0.2)),
-        KillPoint("generation, later batches", on_event("tool_call", tool="generate"), (4.0, 9.0)),
-        KillPoint("training, later steps", on_event("tool_call", tool="train"), (5.0, 9.0)),
+        KillPoint("generation, later batches", on_event("tool_call", tool="generate"), (0.6, 0.85),
+                  share_of="generate"),
+        KillPoint("training, later steps", on_event("tool_call", tool="train"), (0.6, 0.85), share_of="train"),
         KillPoint("submission recorded by the server, answer lost", server_recorded, (0.0, 0.3),
                   RECORDED_UNANSWERED, recorded_unconfirmed),
         KillPoint("submit node: reconcile, publish, validation", on_event("tool_call", tool="submit"), (0.2, 1.5)),
@@ -240,8 +244,19 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=600, env={**os.environ, **CHILD_ENV})
 
 
+def tool_seconds(trace: Path) -> dict[str, float]:
+    """Each tool's longest call in a finished run's trace."""
+    seconds: dict[str, float] = {}
+    for line in trace.read_text().splitlines():
+        event = json.loads(line)
+        if event["type"] == "tool_result":
+            tool = event["data"]["tool"]
+            seconds[tool] = max(seconds.get(tool, 0.0), float(event["data"]["seconds"]))
+    return seconds
+
+
 def drive(zygote: Zygote, runs_dir: Path, run_id: str, config: Path, schedule: list[KillPoint],
-          rng: random.Random, logs: Path) -> list[KillRecord]:
+          rng: random.Random, logs: Path, reference_seconds: dict[str, float]) -> list[KillRecord]:
     """Start the run, kill it at each point of the schedule, resuming after each kill."""
     run_root = runs_dir / run_id
     trace = run_root / "trace.jsonl"
@@ -250,7 +265,8 @@ def drive(zygote: Zygote, runs_dir: Path, run_id: str, config: Path, schedule: l
         argv = (["run", "--config", str(config), "--run-id", run_id] if index == 0 else ["resume", run_id]) + \
             ["--runs-dir", str(runs_dir)]
         env = {SIM_FAULTS_ENV: faults_env(*point.faults)} if point.faults else {}
-        delay = round(rng.uniform(*point.delay), 3)
+        delay = rng.uniform(*point.delay)
+        delay = round(delay * reference_seconds[point.share_of] if point.share_of else delay, 3)
         start = count_lines(trace)
         pid = zygote.spawn(argv, env, logs / f"{run_id}-{index}.log")
         deadline = time.monotonic() + 300
@@ -289,7 +305,8 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(
     records: list[KillRecord] = []
     try:
         for run_id, schedule in SCHEDULES.items():
-            records += drive(zygote, runs_dir, run_id, crash_config, schedule, rng, logs)
+            records += drive(zygote, runs_dir, run_id, crash_config, schedule, rng, logs,
+                             tool_seconds(runs_dir / "reference" / "trace.jsonl"))
             if run_id == "crash-a":  # the real command line, in a fresh interpreter
                 final = cli("resume", run_id, "--runs-dir", str(runs_dir))
                 assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
