@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.config import RunConfig, build_config  # noqa: E402
+from agent.config import RunConfig, _deep_merge, build_config  # noqa: E402
 from agent.state import DatasetInfo, EvalSummary, TrainOverrides  # noqa: E402
 from agent.toolbox import TestComparison  # noqa: E402
 
@@ -137,17 +137,10 @@ class LoadSampler:
 def benchmark_config(seed: int, runs_dir: Path, *, quick: bool, overrides: dict[str, Any] | None = None) -> RunConfig:
     """The agent's run configuration for one seed: the demo task, SmolLM2 as student and generator, the policy
     planner, and the mode's budget."""
-    settings = _merge(QUICK_SETTINGS if quick else FULL_SETTINGS,
+    settings = _deep_merge(QUICK_SETTINGS if quick else FULL_SETTINGS,
                       {"task": {"kind": "demo"}, "planner": {"kind": "policy"}, "eval": {"task_metric": True},
                        "seed": seed, "runs_dir": str(runs_dir)})
-    return build_config(None, _merge(settings, overrides or {}))
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+    return build_config(None, _deep_merge(settings, overrides or {}))
 
 
 # ----- one seed --------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +16,30 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from agent.config import RunConfig, build_config
-from tools.data import load_jsonl, write_jsonl
+from tools.data import FlockRecord, load_jsonl, write_jsonl
 from tools.tasks.text2sql import categorize_sql
 
 DEMO = Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "text2sql"
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def mini_task_dir(root: Path, per_category: int = 6, validation_per_category: int = 2) -> Path:
-    """A task folder with a few demo records per category (same task.json), small enough for tiny-model runs."""
-    folder = root / "mini_task"
+def mini_task_dir(root: Path, per_category: int = 6, validation_per_category: int = 2, *, source: Path = DEMO,
+                  categorize: Callable[[FlockRecord], str] | None = None, name: str = "mini_task") -> Path:
+    """A task folder with a few records per category from a bundled demo task (same task.json), small enough for
+    tiny-model runs. ``categorize`` defaults to the text-to-SQL category of the last assistant turn."""
+    categorize = categorize or (lambda record: categorize_sql(record.assistant_texts()[-1])[0])
+    folder = root / name
     if (folder / "task.json").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    for source, target, count in (("training_set.jsonl", "training_set.jsonl", per_category),
-                                  ("validation_set.jsonl", "validation_set.jsonl", validation_per_category)):
+    for file_name, count in (("training_set.jsonl", per_category), ("validation_set.jsonl", validation_per_category)):
         by_category: dict[str, list[Any]] = defaultdict(list)
-        for record in load_jsonl(DEMO / source).records:
-            category = categorize_sql(record.assistant_texts()[-1])[0]
+        for record in load_jsonl(source / file_name).records:
+            category = categorize(record)
             if len(by_category[category]) < count:
                 by_category[category].append(record)
-        write_jsonl([r for c in sorted(by_category) for r in by_category[c]], folder / target)
-    shutil.copy(DEMO / "task.json", folder / "task.json")
+        write_jsonl([r for c in sorted(by_category) for r in by_category[c]], folder / file_name)
+    shutil.copy(source / "task.json", folder / "task.json")
     return folder
 
 

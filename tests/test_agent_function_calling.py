@@ -4,37 +4,20 @@ those categories, and the run ends with a scored submission to the simulator."""
 
 from __future__ import annotations
 
-import shutil
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from agent.runner import Runner
 from memory.runs import RunStore
-from tests.agent_helpers import tiny_config
-from tools.data import load_jsonl, write_jsonl
+from tests.agent_helpers import mini_task_dir, tiny_config
 from tools.tasks.function_calling import FunctionCallingPlugin
 
 DEMO_FC = Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "function_calling"
 
 
-def mini_fc_task(root: Path, per_category: int = 8, validation_per_category: int = 2) -> Path:
-    plugin = FunctionCallingPlugin()
-    folder = root / "mini_fc_task"
-    folder.mkdir(parents=True)
-    for name, count in (("training_set.jsonl", per_category), ("validation_set.jsonl", validation_per_category)):
-        by_category: dict[str, list[Any]] = defaultdict(list)
-        for record in load_jsonl(DEMO_FC / name).records:
-            category = plugin.categorize(record).primary
-            if len(by_category[category]) < count:
-                by_category[category].append(record)
-        write_jsonl([r for c in sorted(by_category) for r in by_category[c]], folder / name)
-    shutil.copy(DEMO_FC / "task.json", folder / "task.json")
-    return folder
-
-
 def test_agent_targets_weak_function_calling_categories(tmp_path: Path, tiny_model_dir: Path) -> None:
-    task_dir = mini_fc_task(tmp_path)
+    plugin = FunctionCallingPlugin()
+    task_dir = mini_task_dir(tmp_path, 8, source=DEMO_FC, categorize=lambda r: plugin.categorize(r).primary,
+                             name="mini_fc_task")
     config = tiny_config(tmp_path, task_dir, tiny_model_dir, overrides={
         "budget": {"max_iterations": 1, "max_synthetic_examples": 8}})
     outcome = Runner(RunStore(config.runs_dir)).start(config, run_id="fc")
@@ -42,7 +25,7 @@ def test_agent_targets_weak_function_calling_categories(tmp_path: Path, tiny_mod
 
     assert state["status"] == "finished"
     assert state["task"]["task_type"] == "function_calling"
-    categories = set(FunctionCallingPlugin().categories())
+    categories = set(plugin.categories())
     assert categories == {"no_tools", "no_call", "single_call", "multi_call"}
     generate = [d["decision"] for d in state["decisions"] if d["decision"]["action"] == "generate"]
     assert len(generate) == 1

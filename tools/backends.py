@@ -116,6 +116,11 @@ def bf16_supported(device: Any) -> bool:
     return False
 
 
+def wants_bf16(precision: str, device: Any) -> bool:
+    """Whether a local backend with this precision setting runs in bf16 on ``device``."""
+    return precision == "bfloat16" or (precision == "auto" and bf16_supported(device))
+
+
 class RowSampler:
     """Temperature + nucleus (top-p) sampling with one random stream per row (a transformers logits processor).
 
@@ -167,7 +172,7 @@ class LocalBackend:
         if getattr(tokenizer, "chat_template", None) is None:
             raise BackendError(f"tokenizer of {model_name or 'the model'} has no chat template")
         self.device = next(model.parameters()).device
-        self.bf16 = precision == "bfloat16" or (precision == "auto" and bf16_supported(self.device))
+        self.bf16 = wants_bf16(precision, self.device)
         if self.bf16 and next(model.parameters()).dtype == torch.float32:
             model = copy.deepcopy(model).to(torch.bfloat16)
         self.model = model.eval()
@@ -189,9 +194,10 @@ class LocalBackend:
 
         from tools.models import load_causal_lm, load_tokenizer
 
-        bf16 = precision == "bfloat16" or (precision == "auto" and bf16_supported(torch.device("cpu"))
-                                           and not torch.cuda.is_available())
-        model = load_causal_lm(spec, dtype=torch.bfloat16) if bf16 else load_causal_lm(spec)
+        # On a GPU the loader's default is already bf16; on a CPU, load bf16 directly rather than copy later.
+        on_cpu = not torch.cuda.is_available()
+        model = (load_causal_lm(spec, dtype=torch.bfloat16) if on_cpu and wants_bf16(precision, torch.device("cpu"))
+                 else load_causal_lm(spec))
         return cls(model, load_tokenizer(spec), model_name=spec, batch_size=batch_size, precision=precision,
                    max_batch_tokens=max_batch_tokens)
 
