@@ -367,8 +367,8 @@ def runs(runs_dir: RunsDir = Path("runs")) -> None:
 def status(run_id: Annotated[str | None, typer.Argument(help="Run (default: the latest)")] = None,
            runs_dir: RunsDir = Path("runs")) -> None:
     """Where a run stands: status, iteration, budget used, best adapter, last event."""
-    from agent.runner import load_state
     from agent.trace import read_trace
+    from memory.checkpoint import load_state
     from memory.runs import RunNotFound, RunStore
 
     store = RunStore(runs_dir)
@@ -451,8 +451,8 @@ def _event_details(event: Any) -> str:
 def report(run_id: Annotated[str, typer.Argument(help="Run to report on")], runs_dir: RunsDir = Path("runs")) -> None:
     """Write report.html and PNG plots for a run."""
     from agent.report import write_report
-    from agent.runner import load_state
     from agent.trace import read_trace
+    from memory.checkpoint import load_state
     from memory.runs import RunNotFound, RunStore
 
     try:
@@ -478,7 +478,7 @@ def replay(run_id: Annotated[str, typer.Argument(help="Run to replay")],
         outcome = Runner(RunStore(runs_dir)).replay(run_id, run_dir=run_dir)
     except RunNotFound as exc:
         raise fail(str(exc)) from None
-    for index, (iteration_no, action, targets, source) in enumerate(outcome.decisions):
+    for index, (iteration_no, action, targets, source) in enumerate(d.replay_key for d in outcome.decisions):
         console.print(f"decision #{index} (iteration {iteration_no}): {action} "
                       f"{', '.join(f'{k}={v}' for k, v in targets.items())} [{source}]")
     if not outcome.ok:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.state import Budget
+from agent.state import RunBudget
+from tools.train import TrainConfig
 
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -45,39 +46,43 @@ class TaskSource(_Section):
                                                                      "doubled per attempt (a Retry-After wins)")
 
 
-class GeneratorConfig(_Section):
+class _ModelEndpoint(_Section):
+    """A model that runs here or behind an endpoint (the generator and the planner)."""
+
+    model: str = Field(default=DEFAULT_BASE_MODEL, description="the model: a Hub id, folder or GGUF file when it "
+                                                               "runs here, else the endpoint's model name")
+    base_url: str | None = Field(default=None, description="the endpoint's base URL (generator backend=openai, "
+                                                          "llm planner)")
+    api_key_env: str = Field(default="SYNTHGEN_LLM_API_KEY", description="environment variable holding the "
+                                                                         "endpoint's API key")
+
+
+class GeneratorConfig(_ModelEndpoint):
     backend: Literal["local", "openai", "none"] = Field(
         default="local", description="local: transformers on this machine; openai: any OpenAI-compatible server; "
                                      "none: no model, deterministic writers only")
-    model: str = Field(default=DEFAULT_BASE_MODEL, description="generator model (Hub id, folder, GGUF, or the "
-                                                               "server's model name)")
-    base_url: str | None = Field(default=None, description="OpenAI-compatible base URL (backend=openai)")
-    api_key_env: str = Field(default="SYNTHGEN_LLM_API_KEY", description="environment variable with its API key")
     temperature: float = Field(default=0.7, ge=0, le=2, description="sampling temperature")
     max_new_tokens: int = Field(default=64, ge=8, le=4096, description="tokens per generated field")
     batch_size: int = Field(default=16, ge=1, le=512, description="drafts per generation batch")
     concurrency: int = Field(default=8, ge=1, le=256, description="parallel requests (backend=openai)")
 
 
-class PlannerConfig(_Section):
+class PlannerConfig(_ModelEndpoint):
     kind: Literal["llm", "local", "policy"] = Field(
         default="local", description="llm: a LangChain chat model over an API; local: a transformers model with "
                                      "JSON-schema-constrained decoding; policy: the deterministic policy only")
-    model: str = Field(default=DEFAULT_BASE_MODEL, description="planner model (local: Hub id/folder/GGUF; llm: "
-                                                               "the endpoint's model name)")
     provider: Literal["openai", "huggingface"] = Field(default="openai",
                                                        description="llm planner: LangChain integration to use")
-    base_url: str | None = Field(default=None, description="llm planner: endpoint base URL")
-    api_key_env: str = Field(default="SYNTHGEN_LLM_API_KEY", description="llm planner: env var with the API key")
 
 
-class TrainSettings(_Section):
-    epochs: int = Field(default=1, ge=1, le=20, description="passes over the data per round")
-    learning_rate: float = Field(default=4e-4, gt=0, le=1e-2, description="peak learning rate (cosine schedule)")
-    lora_rank: int = Field(default=16, ge=1, le=256, description="LoRA rank")
-    lora_alpha: int = Field(default=32, ge=1, le=1024, description="LoRA alpha")
-    batch_tokens: int = Field(default=1024, ge=128, description="padded tokens per micro-batch (length-grouped)")
-    qlora: bool | None = Field(default=None, description="4-bit NF4 base (default: on with a GPU, off on CPU)")
+#: The agent's training defaults where they differ from the trainer's: every round retrains a fresh adapter on all
+#: data so far, so one epoch per round.
+AGENT_TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 1}
+#: Earlier names of ``train:`` keys, still accepted in configuration files.
+TRAIN_KEY_ALIASES = {"lora_rank": "lora_r"}
+#: TrainConfig fields the run sets for every training (from these settings), so a configuration may not.
+RUN_SET_TRAIN_FIELDS = {"seed": "seed", "max_train_tokens": "budget.max_train_tokens",
+                        "max_seconds": "budget.max_wall_seconds"}
 
 
 class EvalSettings(_Section):
@@ -105,16 +110,33 @@ class RunConfig(_Section):
                                            "folder or GGUF file instead of the Hub (it must stand for base_model)")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
-    budget: Budget = Field(default_factory=Budget)
-    train: TrainSettings = Field(default_factory=TrainSettings)
+    budget: RunBudget = Field(default_factory=RunBudget)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(**AGENT_TRAIN_DEFAULTS))
     eval: EvalSettings = Field(default_factory=EvalSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     seed: int = Field(default=0, description="seed for splits, generation and training")
+    runs_dir: Path = Field(default=Path("runs"), description="where run folders are written")
 
     @property
     def publishes_to_hub(self) -> bool:
         return self.publish.kind == "hub" or (self.publish.kind == "auto" and self.task.kind == "flock")
-    runs_dir: Path = Field(default=Path("runs"), description="where run folders are written")
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _train_defaults_and_aliases(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        renamed = {TRAIN_KEY_ALIASES.get(key, key): setting for key, setting in value.items()}
+        return {**AGENT_TRAIN_DEFAULTS, **renamed}
+
+    @field_validator("train")
+    @classmethod
+    def _run_set_train_fields_untouched(cls, value: TrainConfig) -> TrainConfig:
+        trainer_defaults = TrainConfig()
+        for name, source in RUN_SET_TRAIN_FIELDS.items():
+            if getattr(value, name) != getattr(trainer_defaults, name):
+                raise ValueError(f"'{name}' is set for every training from '{source}'; remove it here")
+        return value
 
 
 #: The --quick preset: one round on a smaller budget (5 min 16 s measured on 2 CPU cores, 8 minutes at most).
@@ -158,7 +180,7 @@ def _one_line(exc: ValidationError, source: str) -> str:
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else (f" (known: {', '.join(known)})" if known else "")
         return f"{source}: unknown key '{where}'{hint}"
-    return f"{source}: {where}: {err['msg']}"
+    return f"{source}: {where}: {err['msg'].removeprefix('Value error, ')}"
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -219,14 +241,14 @@ def check_environment(config: RunConfig) -> None:
         raise ConfigError(f"the llm planner needs planner.base_url or an API key in ${config.planner.api_key_env}")
 
 
-def describe_fields(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted name, default, description) for every field, for documentation."""
+def describe_fields(defaults: BaseModel | None = None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, description) for every field a configuration may set, for documentation."""
+    defaults = defaults if defaults is not None else RunConfig()
     rows: list[tuple[str, str, str]] = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            rows.extend(describe_fields(annotation, f"{prefix}{name}."))
-        else:
-            default = field.get_default(call_default_factory=True)
-            rows.append((f"{prefix}{name}", repr(default), field.description or ""))
+    for name, field in type(defaults).model_fields.items():
+        default = getattr(defaults, name)
+        if isinstance(default, BaseModel):
+            rows.extend(describe_fields(default, f"{prefix}{name}."))
+        elif not (prefix == "train." and name in RUN_SET_TRAIN_FIELDS):
+            rows.append((f"{prefix}{name}", repr(default), (field.description or "").replace("\n", " ")))
     return rows

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from langgraph.store.base import BaseStore
 
+from agent.cassette import Cassette
 from agent.planner import Planner
-from agent.replay import Cassette
-from agent.state import Budget
+from agent.state import RunBudget
 from agent.toolbox import RecordedToolbox
 from agent.trace import TraceWriter
 
@@ -24,7 +24,7 @@ PlannerKind = Literal["llm", "local", "policy"]
 @dataclass(frozen=True)
 class RunContext:
     run_id: str
-    budget: Budget
+    budget: RunBudget
     tools: RecordedToolbox
     trace: TraceWriter
     cassette: Cassette

@@ -1,8 +1,16 @@
-"""The agent's graph: wiring only. Nodes live in agent/nodes.py; routing is by the nodes' typed Commands."""
+"""The agent's graph: the whole flow in one place. Nodes live in agent/nodes.py; the one branching point, after
+plan, is routed by :func:`route_decision` below.
+
+    START -> bootstrap -> plan -+-> generate -> plan
+                                +-> train -> evaluate -> plan
+                                +-> evaluate -> plan
+                                +-> submit -> plan
+                                +-> finish -> END   (the decision was stop)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -10,7 +18,16 @@ from langgraph.store.base import BaseStore
 
 from agent import nodes
 from agent.context import RunContext
-from agent.state import AgentInput, AgentState
+from agent.state import AgentInput, AgentState, DecisionRecord
+
+PlanRoute = Literal["generate", "train", "evaluate", "submit", "finish"]
+PLAN_ROUTES: tuple[PlanRoute, ...] = ("generate", "train", "evaluate", "submit", "finish")
+
+
+def route_decision(state: AgentState) -> PlanRoute:
+    """After plan: the node that carries out the decision just taken; stop finishes the run."""
+    action = DecisionRecord.model_validate(state["pending"]).decision.action
+    return "finish" if action == "stop" else action
 
 
 def build_graph() -> StateGraph[AgentState, RunContext, AgentInput, AgentState]:
@@ -24,6 +41,11 @@ def build_graph() -> StateGraph[AgentState, RunContext, AgentInput, AgentState]:
     builder.add_node("finish", nodes.finish)
     builder.add_edge(START, "bootstrap")
     builder.add_edge("bootstrap", "plan")
+    builder.add_conditional_edges("plan", route_decision, list(PLAN_ROUTES))
+    builder.add_edge("generate", "plan")
+    builder.add_edge("train", "evaluate")
+    builder.add_edge("evaluate", "plan")
+    builder.add_edge("submit", "plan")
     builder.add_edge("finish", END)
     return builder
 

@@ -1,4 +1,5 @@
-"""The graph's nodes. Each reads the state, calls typed tools through the run context, and returns an update.
+"""The graph's nodes. Each reads the state, calls typed tools through the run context, and returns an update;
+where the run goes next is decided by the routing in agent/graph.py.
 
 Nodes hold no I/O of their own: files, models and the network are behind ``runtime.context.tools`` (recorded),
 and planners behind ``runtime.context.cassette`` (recorded), so a run replays from its cassette alone.
@@ -6,16 +7,22 @@ and planners behind ``runtime.context.cassette`` (recorded), so a run replays fr
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, cast
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command
 
 from agent.context import RunContext
-from agent.planner import allowed_actions, decision_schema, parse_decision, render_planner_prompt
+from agent.planner import (
+    allowed_actions,
+    decision_schema,
+    parse_decision,
+    recorded_call_inputs,
+    render_planner_prompt,
+)
 from agent.policy import PlanView, check_decision, policy_decision, training_time_limit
 from agent.state import (
     AdapterInfo,
@@ -27,51 +34,74 @@ from agent.state import (
     EvalSummary,
     TaskInfo,
 )
+from memory.lessons import lessons_for, record_gain
 
-NodeFn = TypeVar("NodeFn", bound=Callable[..., Any])
-PlanRoute = Literal["generate", "train", "evaluate", "submit", "finish"]
-PLAN_ROUTES: dict[str, PlanRoute] = {"generate": "generate", "train": "train", "evaluate": "evaluate",
-                                     "submit": "submit", "stop": "finish"}
+Update = dict[str, Any]
 
 
-def traced(name: str) -> Callable[[NodeFn], NodeFn]:
-    """Trace a node's start and end, add its (recorded) duration to the budget, and checkpoint the cassette
-    position with its update so a resume replays nothing twice."""
+class GraphNode(Protocol):
+    """A node as LangGraph calls it."""
 
-    def wrap(fn: NodeFn) -> NodeFn:
-        @functools.wraps(fn)
-        def node(state: AgentState, runtime: Runtime[RunContext]) -> Any:
+    def __call__(self, state: AgentState, *, runtime: Runtime[RunContext]) -> Update: ...
+
+
+@dataclass
+class Step:
+    """What a node works with: the state it was called with, the run context, and typed views of them."""
+
+    state: AgentState
+    ctx: RunContext
+
+    @property
+    def iteration(self) -> int:
+        return self.state.get("iteration", 0)
+
+    @cached_property
+    def view(self) -> PlanView:
+        return PlanView.from_state(self.state, self.ctx.budget)
+
+    @property
+    def decision(self) -> Decision:
+        """The decision this node carries out (set by the plan node)."""
+        return DecisionRecord.model_validate(self.state["pending"]).decision
+
+    def usage(self) -> BudgetUsage:
+        """A copy of the budget used so far, for the node to add to."""
+        return BudgetUsage.model_validate(self.state.get("usage") or {})
+
+
+def node(name: str) -> Callable[[Callable[[Step], Update]], GraphNode]:
+    """Make a graph node of a step function: trace its start and end, add its (recorded) duration to the budget,
+    and checkpoint the cassette position with its update so a resume replays nothing twice."""
+
+    def wrap(fn: Callable[[Step], Update]) -> GraphNode:
+        def run(state: AgentState, *, runtime: Runtime[RunContext]) -> Update:
             ctx = runtime.context
             iteration = state.get("iteration", 0)
             ctx.tools.node, ctx.tools.iteration = name, iteration
             ctx.trace.emit("node_start", node=name, iteration=iteration)
             started = time.time()
-            result = fn(state, runtime)
+            update = dict(fn(Step(state, ctx)))
             seconds = ctx.tools.measure(name, time.time() - started)
-            update = result.update if isinstance(result, Command) else result
-            update = dict(update or {})
             usage = BudgetUsage.model_validate(update.get("usage") or state.get("usage") or {})
             usage.wall_seconds = round(usage.wall_seconds + seconds, 3)
             update["usage"] = usage.model_dump()
             update["cassette_len"] = len(ctx.cassette)
-            goto = result.goto if isinstance(result, Command) else None
-            ctx.trace.emit("node_end", node=name, iteration=update.get("iteration", iteration), seconds=seconds,
-                           goto=goto if isinstance(goto, str) else None)
-            return Command(update=update, goto=goto) if isinstance(result, Command) else update
+            ctx.trace.emit("node_end", node=name, iteration=update.get("iteration", iteration), seconds=seconds)
+            return update
 
-        return cast(NodeFn, node)
+        # Named and documented like the step, but not marked as wrapping it (functools.wraps would): LangGraph
+        # reads the node's signature to decide what to pass it.
+        run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        return run
 
     return wrap
 
 
-def _usage(state: AgentState) -> BudgetUsage:
-    return BudgetUsage.model_validate(state.get("usage") or {})
-
-
-@traced("bootstrap")
-def bootstrap(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@node("bootstrap")
+def bootstrap(step: Step) -> Update:
     """Fetch the task, download/validate/profile/split its data, and score the base model on dev."""
-    ctx = runtime.context
+    ctx = step.ctx
     prepared = ctx.tools.prepare_task()
     baseline = ctx.tools.evaluate(None, "dev")
     ctx.trace.emit("metrics", node="bootstrap", scope="baseline_dev", bpc=baseline.bpc,
@@ -98,163 +128,150 @@ def bootstrap(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]
     }
 
 
-def _propose(ctx: RunContext, view: PlanView, lessons: list[str]) -> DecisionRecord:
-    """Ask the planner; one retry with the guardrail's reason; then the policy decides."""
-    if ctx.planner_kind == "policy" or ctx.planner is None:
-        return DecisionRecord(iteration=view.iteration, decision=policy_decision(view), source="policy",
-                              guardrail="ok")
-    planner = ctx.planner
-    schema = decision_schema(list(view.task.categories), allowed_actions(view) or ["stop"])
-    last_error: str | None = None
-    for source in ("llm", "retry"):
-        prompt, prompt_hash = render_planner_prompt(view, lessons, last_error)
-        from prompts import load_prompt
-
-        inputs = {"prompt_id": "plan", "prompt_file_hash": load_prompt("plan").file_hash,
-                  "prompt_hash": prompt_hash, "planner": planner.name}
-        ctx.trace.emit("planner_input", node="plan", iteration=view.iteration, attempt=source,
-                       input_hash=prompt_hash, prompt=prompt)
-        messages = [{"role": "user", "content": prompt}]
-        raw = ctx.cassette.call("planner", planner.name, inputs,
-                                lambda messages=messages: planner.propose(messages, schema),  # type: ignore[misc]
-                                encode=lambda text: text, decode=str)
-        ctx.trace.emit("planner_output", node="plan", iteration=view.iteration, attempt=source, raw=raw)
-        decision, problem = parse_decision(raw)
-        if decision is not None:
-            problem = check_decision(decision, view)
-        if problem is None and decision is not None:
-            decided: DecisionSource = "llm" if source == "llm" else "retry"
-            return DecisionRecord(iteration=view.iteration, decision=decision, source=decided, guardrail="ok",
-                                  raw_output=raw, input_hash=prompt_hash)
-        last_error = problem
-    fallback = policy_decision(view)
-    return DecisionRecord(iteration=view.iteration, decision=fallback, source="override",
-                          guardrail=f"planner rejected twice: {last_error}", input_hash=None)
-
-
-@traced("plan")
-def plan(state: AgentState, runtime: Runtime[RunContext]) -> Command[PlanRoute]:
-    """Decide the next action (planner, guardrail, retry, policy) and route to it."""
-    ctx = runtime.context
-    view = PlanView.from_state(state, ctx.budget)
+@node("plan")
+def plan(step: Step) -> Update:
+    """Decide the next action: the planner proposes, the guardrail disposes (graph.py routes to the action)."""
+    ctx, view = step.ctx, step.view
     lessons: list[str] = []
     if ctx.planner_kind != "policy":
         store = ctx.lessons
-        from memory.lessons import lessons_for
-
         lessons = ctx.tools.lessons(view.task.task_type,
                                     lambda: lessons_for(store, view.task.task_type) if store is not None else [])
-    record = _propose(ctx, view, lessons)
-    # Whatever the planner said, the guardrail has the last word (the policy's own decisions are checked too).
-    problem = check_decision(record.decision, view)
-    if problem is not None:
-        record = DecisionRecord(iteration=view.iteration, decision=Decision(action="stop", rationale=problem),
-                                source="override", guardrail=problem)
-    ctx.trace.emit("decision", node="plan", iteration=view.iteration, action=record.decision.action,
-                   targets=record.decision.targets, rationale=record.decision.rationale, source=record.source,
-                   guardrail=record.guardrail)
+    record = _decide(ctx, view, lessons)
+    ctx.trace.emit("decision", node="plan", iteration=view.iteration, **record.trace_data())
     dumped = record.model_dump(mode="json")
-    return Command(update={"pending": dumped, "decisions": [*state.get("decisions", []), dumped]},
-                   goto=PLAN_ROUTES[record.decision.action])
+    return {"pending": dumped, "decisions": [dumped]}
 
 
-@traced("generate")
-def generate(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal["plan"]]:
+def _decide(ctx: RunContext, view: PlanView, lessons: list[str]) -> DecisionRecord:
+    """Ask the planner, with one retry that shows it the guardrail's reason; then the policy decides. Every
+    proposal passes the guardrail once, the policy's own too: a policy decision it refuses becomes a stop."""
+    source: DecisionSource = "policy"
+    guardrail = "ok"
+    if ctx.planner_kind != "policy" and ctx.planner is not None:
+        last_error: str | None = None
+        attempt: DecisionSource
+        for attempt in ("llm", "retry"):
+            raw, prompt_hash = _ask_planner(ctx, view, lessons, last_error, attempt)
+            decision, problem = parse_decision(raw)
+            if decision is not None:
+                problem = check_decision(decision, view)
+            if problem is None and decision is not None:
+                return DecisionRecord(iteration=view.iteration, decision=decision, source=attempt, guardrail="ok",
+                                      raw_output=raw, input_hash=prompt_hash)
+            last_error = problem
+        source, guardrail = "override", f"planner rejected twice: {last_error}"
+    fallback = policy_decision(view)
+    problem = check_decision(fallback, view)
+    if problem is not None:
+        return DecisionRecord(iteration=view.iteration, decision=Decision(action="stop", rationale=problem),
+                              source="override", guardrail=problem)
+    return DecisionRecord(iteration=view.iteration, decision=fallback, source=source, guardrail=guardrail)
+
+
+def _ask_planner(ctx: RunContext, view: PlanView, lessons: list[str], last_error: str | None,
+                 attempt: str) -> tuple[str, str]:
+    """The planner's raw answer (recorded) and the hash of the prompt it answered."""
+    planner = ctx.planner
+    assert planner is not None
+    schema = decision_schema(list(view.task.categories), allowed_actions(view) or ["stop"])
+    prompt, prompt_hash = render_planner_prompt(view, lessons, last_error)
+    ctx.trace.emit("planner_input", node="plan", iteration=view.iteration, attempt=attempt,
+                   input_hash=prompt_hash, prompt=prompt)
+    messages = [{"role": "user", "content": prompt}]
+    raw = ctx.cassette.call("planner", planner.name, recorded_call_inputs(planner.name, prompt_hash),
+                            lambda: planner.propose(messages, schema), encode=lambda text: text, decode=str)
+    ctx.trace.emit("planner_output", node="plan", iteration=view.iteration, attempt=attempt, raw=raw)
+    return raw, prompt_hash
+
+
+@node("generate")
+def generate(step: Step) -> Update:
     """Generate synthetic data for the decided targets: a new dataset version."""
-    ctx = runtime.context
-    record = DecisionRecord.model_validate(state["pending"])
-    usage = _usage(state)
-    view = PlanView.from_state(state, ctx.budget)
-    outcome = ctx.tools.generate(record.decision.targets, state.get("iteration", 0) + 1,
-                                 int(max(0, view.remaining()["generation_tokens"])))
+    ctx = step.ctx
+    outcome = ctx.tools.generate(step.decision.targets, step.iteration + 1,
+                                 int(max(0, step.view.remaining()["generation_tokens"])))
+    usage = step.usage()
     usage.synthetic_examples += sum(outcome.accepted_per_category.values())
     usage.generation_tokens += outcome.generation_tokens
-    ctx.trace.emit("metrics", node="generate", iteration=state.get("iteration", 0), scope="generation",
+    ctx.trace.emit("metrics", node="generate", iteration=step.iteration, scope="generation",
                    accepted=outcome.accepted_per_category,
                    rejected=outcome.rejected_per_reason, stop_reason=outcome.stop_reason)
     dataset = {**outcome.dataset.model_dump(mode="json"), "generation_seconds": round(outcome.seconds, 1)}
-    return Command(update={"dataset": dataset, "datasets": [*state.get("datasets", []), dataset],
-                           "usage": usage.model_dump(), "pending": None}, goto="plan")
+    return {"dataset": dataset, "datasets": [dataset], "usage": usage.model_dump(), "pending": None}
 
 
-@traced("train")
-def train(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal["evaluate"]]:
+@node("train")
+def train(step: Step) -> Update:
     """Train a fresh adapter on the current dataset version; it is evaluated next."""
-    ctx = runtime.context
-    record = DecisionRecord.model_validate(state["pending"])
-    usage = _usage(state)
-    view = PlanView.from_state(state, ctx.budget)
+    ctx, view = step.ctx, step.view
     left = view.remaining()
-    adapter = ctx.tools.train(view.dataset.version, state.get("iteration", 0) + 1, record.decision.train_overrides,
+    adapter = ctx.tools.train(view.dataset.version, step.iteration + 1, step.decision.train_overrides,
                               int(max(0, left["train_tokens"])), training_time_limit(left["wall_seconds"], ctx.budget))
+    usage = step.usage()
     usage.train_tokens += adapter.train_tokens
-    return Command(update={"adapters": [*state.get("adapters", []), adapter.model_dump(mode="json")],
-                           "usage": usage.model_dump(), "pending": None}, goto="evaluate")
+    return {"adapters": [adapter.model_dump(mode="json")], "usage": usage.model_dump(), "pending": None}
 
 
-@traced("evaluate")
-def evaluate(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal["plan"]]:
+@node("evaluate")
+def evaluate(step: Step) -> Update:
     """Score the newest unevaluated adapter on dev; keep the best; count rounds without gain."""
-    ctx = runtime.context
-    view = PlanView.from_state(state, ctx.budget)
+    ctx, view = step.ctx, step.view
     adapter = view.unevaluated_adapter
     if adapter is None:
-        return Command(update={"pending": None}, goto="plan")
+        return {"pending": None}
     result = ctx.tools.evaluate(adapter.adapter_id, "dev")
     best = view.evaluation_of(view.best_adapter) if view.best_adapter else None
     reference_bpc = best.bpc if best is not None else view.baseline.bpc
     gained = result.bpc < reference_bpc * (1 - ctx.budget.min_relative_gain)
     best_adapter = adapter.adapter_id if best is None or result.bpc < best.bpc else view.best_adapter
-    usage = _usage(state)
+    usage = step.usage()
     usage.iterations += 1
     ctx.trace.emit("metrics", node="evaluate", iteration=view.iteration + 1, scope="adapter_dev",
                    adapter_id=adapter.adapter_id, bpc=result.bpc, reference_bpc=reference_bpc, gained=gained,
                    per_category={c: s.bpc for c, s in result.per_category.items()}, task_metric=result.task_metric)
-    return Command(update={
-        "evaluations": [*state.get("evaluations", []), result.model_dump(mode="json")],
+    return {
+        "evaluations": [result.model_dump(mode="json")],
         "best_adapter": best_adapter,
-        "no_gain_streak": 0 if gained else state.get("no_gain_streak", 0) + 1,
+        "no_gain_streak": 0 if gained else step.state.get("no_gain_streak", 0) + 1,
         "iteration": view.iteration + 1,
         "usage": usage.model_dump(),
         "pending": None,
-    }, goto="plan")
+    }
 
 
-@traced("submit")
-def submit(state: AgentState, runtime: Runtime[RunContext]) -> Command[Literal["plan"]]:
+@node("submit")
+def submit(step: Step) -> Update:
     """Publish the best adapter and submit it to FLock."""
-    ctx = runtime.context
-    best = state.get("best_adapter")
+    ctx = step.ctx
+    best = step.state.get("best_adapter")
     if not best:  # the guardrail never routes here without one; a corrupt state should not submit anything
-        return Command(update={"pending": None, "error": "submit without a best adapter"}, goto="plan")
+        return {"pending": None, "error": "submit without a best adapter"}
     receipt = ctx.tools.submit(best)
-    usage = _usage(state)
+    usage = step.usage()
     usage.submissions += 1
-    ctx.trace.emit("metrics", node="submit", iteration=state.get("iteration", 0), scope="submission",
+    ctx.trace.emit("metrics", node="submit", iteration=step.iteration, scope="submission",
                    adapter_id=best, repo_id=receipt.repo_id,
                    revision=receipt.revision, validation_bpc=receipt.validation_bpc,
                    base_validation_bpc=receipt.base_validation_bpc)
-    return Command(update={"submissions": [*state.get("submissions", []), receipt.model_dump(mode="json")],
-                           "usage": usage.model_dump(), "pending": None}, goto="plan")
+    return {"submissions": [receipt.model_dump(mode="json")], "usage": usage.model_dump(), "pending": None}
 
 
-@traced("finish")
-def finish(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@node("finish")
+def finish(step: Step) -> Update:
     """Report base vs best adapter on test, write cross-run lessons, and close the run."""
-    ctx = runtime.context
-    comparison = ctx.tools.compare_on_test(state.get("best_adapter"))
-    ctx.trace.emit("metrics", node="finish", iteration=state.get("iteration", 0), scope="test",
+    ctx = step.ctx
+    comparison = ctx.tools.compare_on_test(step.state.get("best_adapter"))
+    ctx.trace.emit("metrics", node="finish", iteration=step.iteration, scope="test",
                    base_bpc=comparison.base.bpc,
                    adapter_bpc=comparison.adapter.bpc if comparison.adapter else None, deltas=comparison.deltas)
     if ctx.lessons is not None and not ctx.replaying:
-        _write_lessons(ctx, state)
+        _write_lessons(ctx, step.state)
     return {"test_report": comparison.model_dump(mode="json"), "status": "finished", "pending": None}
 
 
 def _write_lessons(ctx: RunContext, state: AgentState) -> None:
     """For each generate decision, the dev-BPC change of its target categories in the next evaluation."""
-    from memory.lessons import record_gain
-
     assert ctx.lessons is not None
     task = TaskInfo.model_validate(state["task"])
     evaluations = [EvalSummary.model_validate(e) for e in state.get("evaluations", [])]

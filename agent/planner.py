@@ -8,20 +8,25 @@
 - The deterministic policy (agent/policy.py) is the fallback.
 
 A planner only proposes raw text; :func:`parse_decision` and the guardrail decide what it is worth.
+:func:`build_planner` makes the planner a run is configured with.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
+from agent.config import RunConfig
 from agent.policy import PlanView, check_decision, examples_per_round, weak_category_targets
 from agent.state import Action, Decision
 from prompts import load_prompt, text_hash
+from tools.models import load_causal_lm, load_tokenizer
 
 PLANNER_PROMPT_ID = "plan"
 ACTIONS: tuple[Action, ...] = ("generate", "train", "evaluate", "submit", "stop")
@@ -109,6 +114,13 @@ def render_planner_prompt(view: PlanView, lessons: list[str], last_error: str | 
     return text, text_hash(f"{prompt.file_hash}:{text}")
 
 
+def recorded_call_inputs(planner_name: str, prompt_hash: str) -> dict[str, str]:
+    """What a recorded planner call is keyed by. The prompt file's own hash lets a replay that differs name the
+    prompt file that changed."""
+    return {"prompt_id": PLANNER_PROMPT_ID, "prompt_file_hash": load_prompt(PLANNER_PROMPT_ID).file_hash,
+            "prompt_hash": prompt_hash, "planner": planner_name}
+
+
 def parse_decision(raw: str) -> tuple[Decision | None, str | None]:
     """A Decision from a planner's raw text: the first JSON object in it, validated. Returns (decision, error)."""
     start = raw.find("{")
@@ -139,8 +151,6 @@ class LLMPlanner:
         self.name = name or getattr(chat_model, "model_name", None) or type(chat_model).__name__
 
     def propose(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
         lc_messages = [SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"])
                        for m in messages]
         tool = {"type": "function",
@@ -171,9 +181,8 @@ class LocalPlanner:
     def _load(self) -> None:
         if self._model is not None:
             return
+        # xgrammar loads torch: imported when a local planner first runs, not when the CLI starts.
         import xgrammar as xgr
-
-        from tools.models import load_causal_lm, load_tokenizer
 
         self._tokenizer = load_tokenizer(self.model_spec)
         self._model = load_causal_lm(self.model_spec)
@@ -182,7 +191,7 @@ class LocalPlanner:
         self._compiler = xgr.GrammarCompiler(info)
 
     def propose(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
-        import torch
+        import torch  # loaded by _load already; named here for inference_mode
         from xgrammar.contrib.hf import LogitsProcessor
 
         self._load()
@@ -195,3 +204,28 @@ class LocalPlanner:
                                           pad_token_id=self._tokenizer.pad_token_id)
         text: str = self._tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         return text
+
+
+def build_planner(config: RunConfig) -> Planner | None:
+    """The configured planner; None for the policy (it needs no model)."""
+    if config.planner.kind == "policy":
+        return None
+    if config.planner.kind == "local":
+        return LocalPlanner(config.planner.model)
+    settings = config.planner
+    api_key = os.environ.get(settings.api_key_env)
+    chat_model: Any
+    # Each LangChain integration takes seconds to import and a run uses one: imported when chosen.
+    if settings.provider == "openai":
+        from langchain_openai import ChatOpenAI
+
+        chat_model = ChatOpenAI(model=settings.model, base_url=settings.base_url, api_key=api_key or "not-needed",
+                                temperature=0, timeout=120, max_retries=3)
+    else:
+        from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+
+        endpoint = HuggingFaceEndpoint(  # type: ignore[call-arg]
+            endpoint_url=settings.base_url, repo_id=None if settings.base_url else settings.model,
+            huggingfacehub_api_token=api_key, temperature=0.01, max_new_tokens=512)
+        chat_model = ChatHuggingFace(llm=endpoint)
+    return LLMPlanner(chat_model, name=settings.model)

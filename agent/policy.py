@@ -12,22 +12,23 @@ import math
 from dataclasses import dataclass
 
 from agent.state import (
-    EPOCH_BOUNDS,
-    LR_BOUNDS,
-    RANK_CHOICES,
     AdapterInfo,
     AgentState,
-    Budget,
     BudgetUsage,
     DatasetInfo,
     Decision,
     EvalSummary,
+    RunBudget,
     SubmissionInfo,
     TaskInfo,
 )
 
 #: Fewest examples worth generating for one targeted category in one round.
 MIN_TARGET = 4
+#: Bounds a planner may move training settings within.
+LR_BOUNDS = (1e-5, 1e-3)
+EPOCH_BOUNDS = (1, 8)
+RANK_CHOICES = (4, 8, 16, 32, 64)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class PlanView:
     """Everything a planner or guardrail may look at, typed, read from the state."""
 
     task: TaskInfo
-    budget: Budget
+    budget: RunBudget
     usage: BudgetUsage
     iteration: int
     dataset: DatasetInfo
@@ -49,7 +50,7 @@ class PlanView:
     elapsed_seconds: float
 
     @classmethod
-    def from_state(cls, state: AgentState, budget: Budget) -> PlanView:
+    def from_state(cls, state: AgentState, budget: RunBudget) -> PlanView:
         """Wall time is the run's active time (recorded node durations), so downtime between a crash and
         its resume does not count and a replay sees the same figures."""
         usage = BudgetUsage.model_validate(state.get("usage") or {})
@@ -184,15 +185,16 @@ def check_decision(decision: Decision, view: PlanView) -> str | None:
 
 
 def _check_overrides(decision: Decision) -> str | None:
-    o = decision.train_overrides
-    if o is None:
+    if decision.train_overrides is None:
         return None
-    if o.learning_rate is not None and not LR_BOUNDS[0] <= o.learning_rate <= LR_BOUNDS[1]:
-        return f"learning_rate {o.learning_rate} outside {LR_BOUNDS}"
-    if o.epochs is not None and not EPOCH_BOUNDS[0] <= o.epochs <= EPOCH_BOUNDS[1]:
-        return f"epochs {o.epochs} outside {EPOCH_BOUNDS}"
-    if o.lora_rank is not None and o.lora_rank not in RANK_CHOICES:
-        return f"lora_rank {o.lora_rank} not one of {RANK_CHOICES}"
+    changes = decision.train_overrides.model_dump(exclude_none=True)
+    learning_rate, epochs, rank = changes.get("learning_rate"), changes.get("epochs"), changes.get("lora_r")
+    if learning_rate is not None and not LR_BOUNDS[0] <= learning_rate <= LR_BOUNDS[1]:
+        return f"learning_rate {learning_rate} outside {LR_BOUNDS}"
+    if epochs is not None and not EPOCH_BOUNDS[0] <= epochs <= EPOCH_BOUNDS[1]:
+        return f"epochs {epochs} outside {EPOCH_BOUNDS}"
+    if rank is not None and rank not in RANK_CHOICES:
+        return f"lora_r {rank} not one of {RANK_CHOICES}"
     return None
 
 
@@ -249,7 +251,7 @@ def examples_per_round(view: PlanView) -> int:
 AFTER_TRAINING_SHARE = 0.25
 
 
-def training_time_limit(wall_seconds_left: float, budget: Budget) -> float:
+def training_time_limit(wall_seconds_left: float, budget: RunBudget) -> float:
     """Seconds a training may take so the run still ends within its wall-clock budget (at least a minute)."""
     return max(60.0, wall_seconds_left - AFTER_TRAINING_SHARE * budget.max_wall_seconds)
 

@@ -1,116 +1,91 @@
-"""Record and replay: every non-deterministic input of a run goes through a :class:`Cassette`.
+"""Replay checking: re-execute a recorded run from its cassette and check it takes the same decisions.
 
-A run records, in ``runs/<id>/cassette.jsonl``, each planner answer and each tool result (tool results carry what
-FLock, the Hub and the generator answered) together with a hash of the call's inputs. ``synthgen replay`` runs the
-graph again with the cassette in replay mode: calls are answered from the recording, in order, and the first call
-whose kind, name or inputs differ from the recording stops the replay with a message that names the difference.
+The graph runs again with the cassette (agent/cassette.py) in replay mode and no live toolbox: every planner answer
+and tool result comes from the recording, so the replay is offline and takes seconds. It fails on the first call
+that was not recorded (naming the prompt file when the planner prompt changed), on a decision that differs from
+the recorded trace, or when recorded calls are left over.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import BaseModel
-
-from agent.trace import Redactor, append_jsonl, read_jsonl_tolerant
-from tools.fileio import atomic_write_text
-
-CallKind = Literal["planner", "tool"]
-Mode = Literal["record", "replay"]
-T = TypeVar("T")
-
-
-class ReplayMismatch(RuntimeError):
-    """The replayed graph asked for something that was not recorded."""
+from agent.cassette import Cassette, ReplayMismatch
+from agent.config import RunConfig
+from agent.context import RunContext
+from agent.graph import compile_graph, recursion_limit
+from agent.planner import Planner
+from agent.state import DecisionRecord
+from agent.toolbox import RecordedToolbox
+from agent.trace import Redactor, TraceEvent, TraceWriter, read_trace
+from memory.checkpoint import make_checkpointer, thread_config
+from memory.runs import RunPaths
 
 
-class CassetteEntry(BaseModel):
-    seq: int
-    kind: CallKind
-    name: str
-    input_hash: str
-    inputs: dict[str, Any]
-    output: Any
+@dataclass
+class ReplayOutcome:
+    run_id: str
+    decisions: list[DecisionRecord]
+    calls_replayed: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
-def canonical_hash(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
+class ReplayPlanner:
+    """Stands for the recorded planner during a replay: answers come from the cassette, never from here."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
+        raise ReplayMismatch("the replay asked the planner for an answer that was not recorded")
 
 
-def _describe_difference(recorded: dict[str, Any], asked: dict[str, Any]) -> str:
-    changed = sorted(k for k in set(recorded) | set(asked) if recorded.get(k) != asked.get(k))
-    parts = []
-    if "prompt_file_hash" in changed:
-        prompt_id = asked.get("prompt_id", "?")
-        parts.append(f"prompt file {prompt_id!r} (prompts/{prompt_id}.md) changed since the recording "
-                     f"(hash {recorded.get('prompt_file_hash')} -> {asked.get('prompt_file_hash')})")
-        changed = [k for k in changed if k not in ("prompt_file_hash", "prompt_hash")]
-    for key in changed[:4]:
-        before, after = recorded.get(key), asked.get(key)
-        if isinstance(before, str | int | float | None) and isinstance(after, str | int | float | None) \
-                and len(str(before)) + len(str(after)) < 160:
-            parts.append(f"{key}: {before!r} -> {after!r}")
-        else:
-            parts.append(f"{key} changed")
-    return "; ".join(parts) or "inputs differ"
+def recorded_decisions(events: list[TraceEvent]) -> list[DecisionRecord]:
+    """Every decision of a trace, in order."""
+    return [DecisionRecord.from_trace(e) for e in events if e.type == "decision"]
 
 
-class Cassette:
-    """Records calls to a JSONL file, or answers them from one."""
+def compare_decisions(recorded: list[DecisionRecord], replayed: list[DecisionRecord]) -> list[str]:
+    """The first difference between two decision sequences (iteration, action, targets and source), if any."""
+    for index, (before, after) in enumerate(zip(recorded, replayed, strict=False)):
+        if before.replay_key != after.replay_key:
+            return [f"decision #{index} differs: recorded {before.replay_key}, replayed {after.replay_key}"]
+    if len(recorded) != len(replayed):
+        return [f"the recording has {len(recorded)} decisions, the replay took {len(replayed)}"]
+    return []
 
-    def __init__(self, path: Path, mode: Mode, redactor: Redactor | None = None):
-        self.path = path
-        self.mode = mode
-        self.redactor = redactor or Redactor(env={})
-        if mode == "record" and path.is_file():
-            raw = path.read_bytes()
-            if raw and not raw.endswith(b"\n"):  # a line torn by a kill: drop it, or the next one is glued to it
-                os.truncate(path, raw.rfind(b"\n") + 1)
-        self.entries: list[CassetteEntry] = [CassetteEntry.model_validate(o) for o in read_jsonl_tolerant(path)]
-        self.position = 0 if mode == "replay" else len(self.entries)
 
-    def truncate(self, length: int) -> None:
-        """Forget calls recorded after a checkpoint (the node that made them will run again on resume)."""
-        if self.mode != "record" or length >= len(self.entries):
-            return
-        self.entries = self.entries[:length]
-        atomic_write_text(self.path, "".join(e.model_dump_json() + "\n" for e in self.entries))
-        self.position = length
-
-    def __len__(self) -> int:
-        return self.position
-
-    def call(self, kind: CallKind, name: str, inputs: dict[str, Any], run: Callable[[], T],
-             encode: Callable[[T], Any], decode: Callable[[Any], T]) -> T:
-        """Run (record mode) or look up (replay mode) one call. ``inputs`` must be JSON-compatible."""
-        inputs = self.redactor.value(inputs)
-        digest = canonical_hash(inputs)
-        if self.mode == "replay":
-            if self.position >= len(self.entries):
-                raise ReplayMismatch(f"call #{self.position} ({kind} {name!r}) was not recorded: "
-                                     f"the recording ends after {len(self.entries)} calls")
-            entry = self.entries[self.position]
-            if (entry.kind, entry.name) != (kind, name):
-                raise ReplayMismatch(f"call #{self.position}: the recording has {entry.kind} {entry.name!r} but "
-                                     f"the graph asked for {kind} {name!r}")
-            if entry.input_hash != digest:
-                raise ReplayMismatch(f"call #{self.position} ({kind} {name!r}): inputs differ from the recording: "
-                                     f"{_describe_difference(entry.inputs, inputs)}")
-            self.position += 1
-            return decode(entry.output)
-        result = run()
-        entry = CassetteEntry(seq=self.position, kind=kind, name=name, input_hash=digest, inputs=inputs,
-                              output=self.redactor.value(encode(result)))
-        append_jsonl(self.path, entry.model_dump_json())
-        self.entries.append(entry)
-        self.position += 1
-        return result
-
-    def exhausted(self) -> bool:
-        return self.position >= len(self.entries)
+def replay_run(paths: RunPaths) -> ReplayOutcome:
+    """Re-execute the run recorded in ``paths`` and compare its decisions with the recorded trace. The replay's
+    own trace goes to ``<run>/.replay/trace.jsonl``."""
+    config = RunConfig.model_validate(json.loads(paths.config.read_text(encoding="utf-8")))
+    recorded = recorded_decisions(read_trace(paths.trace))
+    cassette = Cassette(paths.cassette, "replay")
+    scratch = paths.root / ".replay"
+    scratch.mkdir(exist_ok=True)
+    (scratch / "trace.jsonl").unlink(missing_ok=True)
+    trace = TraceWriter(scratch / "trace.jsonl", paths.run_id, Redactor(env={}))
+    planner: Planner | None = None if config.planner.kind == "policy" else ReplayPlanner(config.planner.model)
+    context = RunContext(run_id=paths.run_id, budget=config.budget, tools=RecordedToolbox(None, cassette, trace),
+                         trace=trace, cassette=cassette, planner_kind=config.planner.kind, planner=planner,
+                         lessons=None)
+    graph = compile_graph(checkpointer=make_checkpointer(None))
+    problems: list[str] = []
+    try:
+        graph.invoke({"run_id": paths.run_id},
+                     config=thread_config(paths.run_id, recursion_limit(config.budget.max_iterations)),
+                     context=context)
+    except ReplayMismatch as exc:
+        problems.append(str(exc))
+    replayed = recorded_decisions(read_trace(scratch / "trace.jsonl"))
+    if not problems:
+        problems.extend(compare_decisions(recorded, replayed))
+        if not cassette.exhausted():
+            problems.append(f"the replay ended after {cassette.position} of {len(cassette.entries)} recorded calls")
+    return ReplayOutcome(paths.run_id, replayed, cassette.position, problems)

@@ -1,4 +1,5 @@
-"""Start, resume and replay runs: builds the run context, drives the graph, and keeps the run index current."""
+"""The run lifecycle: start and resume runs (build the run context, drive the graph, keep the run index current),
+and replay them (agent/replay.py)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,20 @@ import contextlib
 import importlib.metadata
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.cassette import Cassette
 from agent.config import RunConfig, check_environment
 from agent.context import RunContext
 from agent.graph import compile_graph, recursion_limit
-from agent.planner import LLMPlanner, LocalPlanner, Planner
-from agent.replay import Cassette, ReplayMismatch
-from agent.state import AgentState
+from agent.pipeline import open_pipeline
+from agent.planner import Planner, build_planner
+from agent.replay import ReplayOutcome, replay_run
 from agent.toolbox import RecordedToolbox, Toolbox
 from agent.trace import Redactor, TraceEvent, TraceWriter, read_trace
-from memory.checkpoint import make_checkpointer, strict_serializer, thread_config
+from memory.checkpoint import load_state, make_checkpointer, thread_config
 from memory.lessons import make_store
 from memory.runs import RunPaths, RunStore
 
@@ -34,18 +36,6 @@ class RunOutcome:
     interrupted: bool = False
 
 
-@dataclass
-class ReplayOutcome:
-    run_id: str
-    decisions: list[tuple[int, str, dict[str, int], str]]
-    calls_replayed: int
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in ("synthgen-agent", "langgraph", "transformers", "peft", "torch", "datasets"):
@@ -54,55 +44,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def build_planner(config: RunConfig) -> Planner | None:
-    """The configured planner; None for the policy (it needs no model)."""
-    if config.planner.kind == "policy":
-        return None
-    if config.planner.kind == "local":
-        return LocalPlanner(config.planner.model)
-    import os
-
-    api_key = os.environ.get(config.planner.api_key_env)
-    chat_model: Any
-    if config.planner.provider == "openai":
-        from langchain_openai import ChatOpenAI
-
-        chat_model = ChatOpenAI(model=config.planner.model, base_url=config.planner.base_url,
-                                api_key=api_key or "not-needed", temperature=0, timeout=120, max_retries=3)
-    else:
-        from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
-
-        endpoint = HuggingFaceEndpoint(  # type: ignore[call-arg]
-            endpoint_url=config.planner.base_url, repo_id=None if config.planner.base_url else config.planner.model,
-            huggingfacehub_api_token=api_key, temperature=0.01, max_new_tokens=512)
-        chat_model = ChatHuggingFace(llm=endpoint)
-    return LLMPlanner(chat_model, name=config.planner.model)
-
-
-class ReplayPlanner:
-    """Stands for the recorded planner during a replay: answers come from the cassette, never from here."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
-        raise ReplayMismatch("the replay asked the planner for an answer that was not recorded")
-
-
+#: Opens the toolbox a run works with (tests substitute one that injects faults).
 ToolboxFactory = Callable[[RunConfig, RunPaths, Redactor], "contextlib.AbstractContextManager[Toolbox]"]
-
-
-def default_toolbox_factory(config: RunConfig, paths: RunPaths, redactor: Redactor
-                            ) -> contextlib.AbstractContextManager[Toolbox]:
-    from agent.pipeline import open_pipeline
-
-    return open_pipeline(config, paths, redactor)
 
 
 class Runner:
     """Runs the agent; one instance per command."""
 
-    def __init__(self, store: RunStore, toolbox_factory: ToolboxFactory = default_toolbox_factory,
+    def __init__(self, store: RunStore, toolbox_factory: ToolboxFactory = open_pipeline,
                  on_step: StepCallback | None = None,
                  planner_factory: Callable[[RunConfig], Planner | None] = build_planner):
         self.store = store
@@ -189,32 +138,7 @@ class Runner:
     # ----- replay -------------------------------------------------------------------------------------------------
     def replay(self, run_id: str, run_dir: Path | None = None) -> ReplayOutcome:
         """Re-execute a recorded run from its cassette and check it takes the same decisions in the same order."""
-        paths = RunPaths(run_dir) if run_dir else self.store.paths(run_id)
-        config = RunConfig.model_validate(_read_json(paths.config))
-        recorded = recorded_decisions(read_trace(paths.trace))
-        cassette = Cassette(paths.cassette, "replay")
-        scratch = paths.root / ".replay"
-        scratch.mkdir(exist_ok=True)
-        (scratch / "trace.jsonl").unlink(missing_ok=True)
-        trace = TraceWriter(scratch / "trace.jsonl", paths.run_id, Redactor(env={}))
-        planner: Planner | None = None if config.planner.kind == "policy" else ReplayPlanner(config.planner.model)
-        context = RunContext(run_id=paths.run_id, budget=config.budget, tools=RecordedToolbox(None, cassette, trace),
-                             trace=trace, cassette=cassette, planner_kind=config.planner.kind, planner=planner,
-                             lessons=None)
-        graph = compile_graph(checkpointer=make_checkpointer(None))
-        problems: list[str] = []
-        try:
-            graph.invoke({"run_id": paths.run_id}, config=thread_config(paths.run_id,
-                                                                       recursion_limit(config.budget.max_iterations)),
-                         context=context)
-        except ReplayMismatch as exc:
-            problems.append(str(exc))
-        replayed = recorded_decisions(read_trace(scratch / "trace.jsonl"))
-        if not problems:
-            problems.extend(compare_decisions(recorded, replayed))
-            if not cassette.exhausted():
-                problems.append(f"the replay ended after {cassette.position} of {len(cassette.entries)} recorded calls")
-        return ReplayOutcome(paths.run_id, replayed, cassette.position, problems)
+        return replay_run(RunPaths(run_dir) if run_dir else self.store.paths(run_id))
 
 
 def _task_label(config: RunConfig) -> str:
@@ -223,28 +147,6 @@ def _task_label(config: RunConfig) -> str:
     if config.task.kind == "dir":
         return f"dir:{config.task.task_dir}"
     return config.task.kind
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
-def load_state(paths: RunPaths) -> dict[str, Any]:
-    """The run's latest checkpointed state ({} when no checkpoint exists yet), read in strict mode."""
-    if not paths.checkpoints.exists():
-        return {}
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    with contextlib.closing(_connect_readonly(paths.checkpoints)) as conn:
-        saver = SqliteSaver(conn, serde=strict_serializer())
-        found = saver.get_tuple({"configurable": {"thread_id": paths.run_id}})
-    if found is None:
-        return {}
-    values: AgentState = found.checkpoint["channel_values"]  # type: ignore[assignment]
-    return {k: v for k, v in values.items() if not k.startswith("branch:")}
 
 
 def _open_node(events: list[TraceEvent]) -> str | None:
@@ -256,27 +158,3 @@ def _open_node(events: list[TraceEvent]) -> str | None:
         elif event.type == "node_end" and event.node in open_nodes:
             open_nodes.remove(event.node)
     return open_nodes[-1] if open_nodes else None
-
-
-def _connect_readonly(path: Path) -> Any:
-    import sqlite3
-
-    return sqlite3.connect(str(path), check_same_thread=False)
-
-
-def recorded_decisions(events: list[TraceEvent]) -> list[tuple[int, str, dict[str, int], str]]:
-    """(iteration, action, targets, source) of every decision event, in order."""
-    return [(e.iteration, e.data["action"], dict(e.data.get("targets") or {}), e.data["source"])
-            for e in events if e.type == "decision"]
-
-
-def compare_decisions(recorded: list[tuple[int, str, dict[str, int], str]],
-                      replayed: list[tuple[int, str, dict[str, int], str]]) -> list[str]:
-    for index, (before, after) in enumerate(zip(recorded, replayed, strict=False)):
-        if before != after:
-            return [f"decision #{index} differs: recorded {before}, replayed {after}"]
-    if len(recorded) != len(replayed):
-        return [f"the recording has {len(recorded)} decisions, the replay took {len(replayed)}"]
-    return []
-
-

@@ -2,32 +2,52 @@
 
 The graph state is a TypedDict of plain JSON values so a checkpoint can be loaded in LangGraph's strict msgpack
 mode (nothing but built-in types is ever deserialised). Nodes convert the pieces they use into the pydantic models
-below with ``Model.model_validate`` and store them back with ``model_dump(mode="json")``.
+below with ``Model.model_validate`` and store them back with ``model_dump(mode="json")``. List fields grow through
+their reducer: a node returns only the items it adds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+import operator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+# LangGraph Studio builds the state's schema with pydantic, which refuses typing.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
+
+from agent.trace import TraceEvent
+from tools.train import TrainConfig
 
 Action = Literal["generate", "train", "evaluate", "submit", "stop"]
 DecisionSource = Literal["llm", "retry", "policy", "override"]
 
-#: Bounds a planner may move training settings within.
-LR_BOUNDS = (1e-5, 1e-3)
-EPOCH_BOUNDS = (1, 8)
-RANK_CHOICES = (4, 8, 16, 32, 64)
+#: The training settings a planner may change for the next training run.
+PLANNER_TRAIN_FIELDS = ("learning_rate", "epochs", "lora_r")
 
 
-class TrainOverrides(BaseModel):
-    """Training settings a planner may change for the next training run (None keeps the configured value)."""
+def _partial_model(model: type[BaseModel], fields: Sequence[str], name: str, doc: str) -> type[BaseModel]:
+    """A model of some of ``model``'s fields, each optional (None keeps the value), with the same types and
+    documentation. Bounds are left to the guardrail, which tells a planner what it may choose."""
+    optional: dict[str, Any] = {}
+    for field in fields:
+        info = model.model_fields[field]
+        annotation: Any = info.annotation
+        optional[field] = (annotation | None, Field(default=None, description=info.description))
+    partial: type[BaseModel] = create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc,
+                                            __module__=__name__, **optional)
+    return partial
 
-    model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float | None = Field(default=None, description="LoRA learning rate, 1e-5 to 1e-3")
-    epochs: int | None = Field(default=None, description="passes over the training data, 1 to 8")
-    lora_rank: int | None = Field(default=None, description="LoRA rank: 4, 8, 16, 32 or 64")
+if TYPE_CHECKING:
+    # Type checkers cannot follow a model built at run time; to them the overrides are a plain pydantic model.
+    TrainOverrides = BaseModel
+else:
+    TrainOverrides = _partial_model(
+        TrainConfig, PLANNER_TRAIN_FIELDS, "TrainOverrides",
+        "Training settings a planner may change for the next training run: a partial of tools.train.TrainConfig "
+        "(None keeps the configured value).")
 
 
 class Decision(BaseModel):
@@ -45,7 +65,8 @@ class Decision(BaseModel):
 
 
 class DecisionRecord(BaseModel):
-    """A decision as taken, with where it came from and what the guardrail said."""
+    """A decision as taken, with where it came from and what the guardrail said. The run's ``decision`` trace
+    events carry it (:meth:`trace_data`); replay reads them back (:meth:`from_trace`)."""
 
     iteration: int
     decision: Decision
@@ -54,8 +75,27 @@ class DecisionRecord(BaseModel):
     raw_output: str | None = None
     input_hash: str | None = None
 
+    def trace_data(self) -> dict[str, Any]:
+        """The payload of this decision's trace event."""
+        return {"action": self.decision.action, "targets": self.decision.targets,
+                "rationale": self.decision.rationale, "source": self.source, "guardrail": self.guardrail}
 
-class Budget(BaseModel):
+    @classmethod
+    def from_trace(cls, event: TraceEvent) -> DecisionRecord:
+        """The decision a ``decision`` trace event records (the planner's raw output is not traced with it)."""
+        data = event.data
+        decision = Decision(action=data["action"], targets=dict(data.get("targets") or {}),
+                            rationale=data.get("rationale", ""))
+        return cls(iteration=event.iteration, decision=decision, source=data["source"],
+                   guardrail=data.get("guardrail", "ok"))
+
+    @property
+    def replay_key(self) -> tuple[int, str, dict[str, int], str]:
+        """What a replay must reproduce: iteration, action, targets and source."""
+        return self.iteration, self.decision.action, self.decision.targets, self.source
+
+
+class RunBudget(BaseModel):
     """Hard limits of one run. Zero means the resource may not be used at all."""
 
     model_config = ConfigDict(extra="forbid")
@@ -79,7 +119,10 @@ class BudgetUsage(BaseModel):
     submissions: int = 0
 
 
-class CategoryScore(BaseModel):
+class CategoryMetrics(BaseModel):
+    """One category's part of an evaluation as the agent keeps it: FLock BPC over the category's examples (from
+    the evaluator's tools.evaluate.CategoryScore), how many there were, and the task metric."""
+
     bpc: float
     examples: int
     task_metric: float | None = None
@@ -91,7 +134,7 @@ class EvalSummary(BaseModel):
     split: Literal["dev", "test", "validation"]
     adapter_id: str | None = Field(description="None for the base model")
     bpc: float
-    per_category: dict[str, CategoryScore]
+    per_category: dict[str, CategoryMetrics]
     task_metric_name: str | None = None
     task_metric: float | None = None
 
@@ -153,16 +196,16 @@ class AgentState(TypedDict, total=False):
     iteration: int
     task: dict[str, Any]  # TaskInfo
     dataset: dict[str, Any]  # DatasetInfo (current version)
-    datasets: list[dict[str, Any]]  # every DatasetInfo so far
+    datasets: Annotated[list[dict[str, Any]], operator.add]  # every DatasetInfo so far
     baseline: dict[str, Any]  # EvalSummary of the base model on dev
-    evaluations: list[dict[str, Any]]  # EvalSummary of each adapter on dev
-    adapters: list[dict[str, Any]]  # AdapterInfo
+    evaluations: Annotated[list[dict[str, Any]], operator.add]  # EvalSummary of each adapter on dev
+    adapters: Annotated[list[dict[str, Any]], operator.add]  # AdapterInfo
     best_adapter: str | None
     pending: dict[str, Any] | None  # the DecisionRecord being carried out
-    decisions: list[dict[str, Any]]  # every DecisionRecord
+    decisions: Annotated[list[dict[str, Any]], operator.add]  # every DecisionRecord
     usage: dict[str, Any]  # BudgetUsage
     no_gain_streak: int
-    submissions: list[dict[str, Any]]  # SubmissionInfo
+    submissions: Annotated[list[dict[str, Any]], operator.add]  # SubmissionInfo
     test_report: dict[str, Any] | None  # base vs best adapter on test
     cassette_len: int  # recorded calls covered by this checkpoint (resume truncates the cassette to it)
     error: str | None

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
-from agent.replay import Cassette
+from agent.cassette import Cassette
 from agent.state import AdapterInfo, DatasetInfo, EvalSummary, SubmissionInfo, TaskInfo, TrainOverrides
 from agent.trace import TraceWriter
 

@@ -7,13 +7,17 @@ strict mode needs.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
+
+from memory.runs import RunPaths
 
 
 def strict_serializer() -> JsonPlusSerializer:
@@ -36,3 +40,16 @@ def make_checkpointer(path: Path | None) -> BaseCheckpointSaver:
 def thread_config(run_id: str, recursion_limit: int = 100) -> dict[str, object]:
     """The invoke config of a run: its checkpoint thread and the graph's loop guard."""
     return {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit}
+
+
+def load_state(paths: RunPaths) -> dict[str, Any]:
+    """The run's latest checkpointed state ({} when no checkpoint exists yet), read in strict mode."""
+    if not paths.checkpoints.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(str(paths.checkpoints), check_same_thread=False)) as conn:
+        saver = SqliteSaver(conn, serde=strict_serializer())
+        found = saver.get_tuple({"configurable": {"thread_id": paths.run_id}})
+    if found is None:
+        return {}
+    values: dict[str, Any] = found.checkpoint["channel_values"]
+    return {k: v for k, v in values.items() if not k.startswith("branch:")}

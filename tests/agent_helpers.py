@@ -98,7 +98,7 @@ class ScriptedChatModel(BaseChatModel):
 
 
 def read_state(runs_dir: Path, run_id: str) -> dict[str, Any]:
-    from agent.runner import load_state
+    from memory.checkpoint import load_state
     from memory.runs import RunStore
 
     return load_state(RunStore(runs_dir).paths(run_id))

@@ -13,7 +13,7 @@ from agent.graph import compile_graph
 from agent.planner import LLMPlanner, render_planner_prompt
 from agent.policy import PlanView
 from agent.runner import Runner
-from agent.state import Budget
+from agent.state import RunBudget
 from memory.runs import RunStore
 from tests.agent_helpers import ScriptedChatModel, mini_task_dir, read_state, tiny_config
 from tests.test_policy import make_state
@@ -62,7 +62,7 @@ def test_full_loop_with_an_llm_planner_submits_to_the_simulator(tmp_path: Path, 
     # The recording replays: same decisions, every call answered from the cassette.
     replay = runner.replay("llm-loop")
     assert replay.ok, replay.problems
-    assert [d[1] for d in replay.decisions] == ["generate", "train", "submit", "stop"]
+    assert [d.decision.action for d in replay.decisions] == ["generate", "train", "submit", "stop"]
 
 
 def test_invalid_unknown_and_over_budget_decisions_are_retried_then_overridden(tmp_path: Path, task_dir: Path,
@@ -89,7 +89,7 @@ def test_invalid_unknown_and_over_budget_decisions_are_retried_then_overridden(t
     assert state["status"] == "finished"
     replay = runner.replay("guarded")
     assert replay.ok, replay.problems
-    assert [d[3] for d in replay.decisions] == ["override", "retry", "llm", "llm"]
+    assert [d.source for d in replay.decisions] == ["override", "retry", "llm", "llm"]
 
 
 def test_policy_run_resumes_after_an_interrupt_without_redoing_work(tmp_path: Path, task_dir: Path,
@@ -133,6 +133,6 @@ def test_planner_prompt_snapshot() -> None:
                                      "per_category": {"join": {"bpc": 1.0, "examples": 5}}}],
                        adapters=[{"adapter_id": "a1", "iteration": 1, "dataset_version": "v0", "path": "/a",
                                   "train_tokens": 10}], best_adapter="a1", usage={"iterations": 1})
-    text, _ = render_planner_prompt(PlanView.from_state(state, Budget()), ["targeted data for 'join': helped"],
+    text, _ = render_planner_prompt(PlanView.from_state(state, RunBudget()), ["targeted data for 'join': helped"],
                                     "unknown categories ['joins']")
     _check_snapshot("planner_prompt.txt", text + "\n")

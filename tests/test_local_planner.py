@@ -9,7 +9,7 @@ import pytest
 
 from agent.planner import LocalPlanner, allowed_actions, decision_schema, parse_decision, render_planner_prompt
 from agent.policy import PlanView, check_decision
-from agent.state import Budget
+from agent.state import RunBudget
 from tests.test_policy import adapter, make_state, summary
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def planner() -> LocalPlanner:
 
 @pytest.mark.parametrize("index", range(4))
 def test_smollm2_always_writes_a_schema_valid_decision(planner: LocalPlanner, index: int) -> None:
-    view = PlanView.from_state(states()[index], Budget())
+    view = PlanView.from_state(states()[index], RunBudget())
     actions = allowed_actions(view)
     prompt, _ = render_planner_prompt(view, [], None)
     raw = planner.propose([{"role": "user", "content": prompt}], decision_schema(list(view.task.categories), actions))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.cassette import Cassette, ReplayMismatch
 from agent.config import ConfigError, build_config, check_environment, describe_fields
-from agent.replay import Cassette, ReplayMismatch
 from agent.trace import REDACTED, Redactor, TraceWriter, read_trace
 from memory.checkpoint import make_checkpointer
 from memory.lessons import lessons_for, make_store, record_gain

@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.runner import Runner, load_state
+from agent.runner import Runner
+from memory.checkpoint import load_state
 from memory.runs import RunStore
 from tests.agent_helpers import SMOL, mini_task_dir
 from tests.reliability_helpers import (

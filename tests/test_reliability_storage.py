@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent.replay import Cassette
+from agent.cassette import Cassette
 from agent.trace import Redactor, TraceWriter, read_trace
 from tests.reliability_helpers import leftover_temp_files, trace_lines
 from tools.data import FlockRecord, load_jsonl, write_jsonl

@@ -36,7 +36,7 @@ def test_recorded_run_replays_with_the_same_decisions(name: str, tmp_path: Path)
     folder = copy_recording(name, tmp_path)
     outcome = Runner(RunStore(tmp_path / "runs")).replay(name, run_dir=folder)
     assert outcome.ok, outcome.problems
-    assert [(d[1], d[3]) for d in outcome.decisions] == recorded_decisions(folder)
+    assert [(d.decision.action, d.source) for d in outcome.decisions] == recorded_decisions(folder)
     assert outcome.calls_replayed == len((folder / "cassette.jsonl").read_text().splitlines())
 
 

@@ -16,8 +16,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import EXT_CONSTRUCTOR_POS_ARGS, JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.runner import load_state
-from memory.checkpoint import make_checkpointer, strict_serializer, thread_config
+from memory.checkpoint import load_state, make_checkpointer, strict_serializer, thread_config
 from memory.runs import RunPaths
 from tools.publish import LocalPublisher, PublishError, read_adapter_config
 

@@ -15,7 +15,7 @@ import pytest
 from agent.planner import LLMPlanner, parse_decision, render_planner_prompt
 from agent.policy import PlanView, check_decision, policy_decision
 from agent.runner import Runner
-from agent.state import Budget
+from agent.state import RunBudget
 from memory.runs import RunStore
 from tests.agent_helpers import ScriptedChatModel, mini_task_dir, tiny_config
 from tests.test_policy import make_state
@@ -52,7 +52,7 @@ def task_line(inside: list[str]) -> dict[str, Any]:
 def injected_view(title: str = INJECTED_TITLE, description: str = INJECTED_DESCRIPTION) -> PlanView:
     state: Any = make_state()
     state["task"] = {**state["task"], "title": title, "description_excerpt": description}
-    return PlanView.from_state(state, Budget(max_synthetic_examples=120))
+    return PlanView.from_state(state, RunBudget(max_synthetic_examples=120))
 
 
 def test_untrusted_text_stays_inside_one_quoted_field_of_the_data_block() -> None:

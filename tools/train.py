@@ -53,31 +53,45 @@ CHECKPOINT_DIR = ".checkpoints"
 
 
 class TrainConfig(BaseModel):
-    """Training settings. Defaults are what the benchmark measures as "ours"."""
+    """Training settings: the one model used by the trainer, the agent's ``train:`` configuration section and the
+    planner's overrides (a partial of it). Defaults are what the benchmark measures as "ours"; every field's
+    docstring is its documentation (``synthgen config-doc``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    lora_r: Annotated[int, Field(gt=0)] = 16
-    lora_alpha: Annotated[int, Field(gt=0)] = 32
+    lora_r: Annotated[int, Field(gt=0, le=256)] = 16
+    """LoRA rank."""
+    lora_alpha: Annotated[int, Field(gt=0, le=1024)] = 32
+    """LoRA alpha (the adapter's output is scaled by alpha / rank)."""
     lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    """Dropout on the LoRA branch."""
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    learning_rate: Annotated[float, Field(gt=0)] = 4e-4
+    """Modules that get LoRA weights: module names, or every linear layer."""
+    learning_rate: Annotated[float, Field(gt=0, le=1e-2)] = 4e-4
+    """Peak learning rate (warmup, then cosine decay)."""
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    epochs: Annotated[int, Field(gt=0)] = 2
+    """AdamW weight decay."""
+    epochs: Annotated[int, Field(gt=0, le=20)] = 2
+    """Passes over the training data."""
     max_steps: Annotated[int, Field(gt=0)] | None = None
     """Optimizer steps; overrides ``epochs`` when set."""
-    batch_tokens: Annotated[int, Field(gt=0)] = 1024
+    batch_tokens: Annotated[int, Field(ge=128)] = 1024
     """Padded tokens per micro-batch (rows x longest row). An example longer than this gets a batch of its own.
     Activation memory grows with it; speed barely does beyond about a thousand tokens on CPU."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: much less memory, about a third more compute."""
     grad_accum: Annotated[int, Field(gt=0)] = 1
+    """Micro-batches per optimizer step."""
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    """Share of the steps spent warming the learning rate up."""
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     """The cosine schedule ends at learning_rate * min_lr_ratio."""
     max_grad_norm: Annotated[float, Field(gt=0)] | None = 1.0
+    """Gradient clipping norm (None: no clipping)."""
     loss_weighting: Literal["example", "token"] = "example"
+    """example: every example weighs the same, as in FLock's score; token: every target token does."""
     seed: int = 0
+    """Seed for LoRA initialisation and batch order."""
     bf16: bool | None = None
     """None: use bf16 autocast when the device supports it."""
     qlora: bool | None = None

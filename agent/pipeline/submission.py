@@ -1,0 +1,56 @@
+"""Publishing and submission: an adapter goes to the publisher and is submitted to FLock at most once per
+repository and revision (the run folder's ledger is written before each send). For a local task, the simulator's
+validator then scores it, next to the base model's score on the same validation file."""
+
+from __future__ import annotations
+
+import os
+
+from agent import progress
+from agent.config import RunConfig
+from agent.pipeline.environment import TaskEnvironment
+from agent.pipeline.evaluation import Evaluator
+from agent.pipeline.store import adapter_folder
+from agent.state import SubmissionInfo
+from memory.runs import RunPaths
+from tools.flock.ledger import SubmissionLedger
+from tools.publish import publish_and_submit, repo_name
+
+#: The repository owner adapters of a local task are published under (its simulator's publisher).
+LOCAL_USER = "synthgen-local"
+
+
+class Submitter:
+    def __init__(self, config: RunConfig, paths: RunPaths, env: TaskEnvironment, evaluator: Evaluator):
+        self.config = config
+        self.paths = paths
+        self.env = env
+        self.evaluator = evaluator
+
+    def submit(self, adapter_id: str) -> SubmissionInfo:
+        adapter_dir = adapter_folder(self.paths.adapters_dir, adapter_id)
+        task = self.env.client.get_task(self.env.task_id)
+        user = os.environ.get("HF_USERNAME", "") if self.config.publishes_to_hub else LOCAL_USER
+        repo_id = repo_name(user, task.id, self.config.base_model)
+        ledger = SubmissionLedger.in_run_dir(self.paths.root)
+        with progress.step(f"publish and submit {adapter_id}", None):
+            receipt = publish_and_submit(self.env.client, ledger, self.env.publisher, task, adapter_dir,
+                                         self.config.base_model, repo_id)
+        validation_bpc = base_bpc = None
+        if self.env.local:
+            assert self.env.task_dir is not None  # a local task is served from its folder
+            validation_bpc = self.simulator_score(receipt.hg_repo_id, receipt.revision)
+            base_bpc = self.evaluator.base_validation_bpc(self.env.task_dir)
+        return SubmissionInfo(adapter_id=adapter_id, repo_id=receipt.hg_repo_id, revision=receipt.revision,
+                              task_id=task.id, validation_bpc=validation_bpc, base_validation_bpc=base_bpc)
+
+    def simulator_score(self, repo_id: str, revision: str) -> float | None:
+        """Let the simulator's validator score pending submissions, then read this one's score."""
+        assert self.env.simulator is not None
+        with progress.step("FLock simulator validates the submission", None):
+            self.env.simulator.validate_pending()
+        for item in self.env.client.wallet_submissions(self.env.task_id):
+            if item.hg_repo_id == repo_id and item.revision == revision:
+                score = item.submission_phase_score
+                return float(score) if score is not None else None
+        return None

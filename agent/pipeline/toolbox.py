@@ -1,0 +1,88 @@
+"""The agent's toolbox on the real pipeline: :class:`agent.toolbox.Toolbox` implemented by the stages of this
+package, on the task environment a run opens."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from agent.config import RunConfig
+from agent.pipeline.base_model import BaseModelCache
+from agent.pipeline.environment import TaskEnvironment, open_environment
+from agent.pipeline.evaluation import Evaluator
+from agent.pipeline.generation import Generator
+from agent.pipeline.store import DatasetVersions
+from agent.pipeline.submission import Submitter
+from agent.pipeline.task import PreparedTaskFiles
+from agent.pipeline.training import Trainer
+from agent.state import AdapterInfo, EvalSummary, SubmissionInfo, TaskInfo, TrainOverrides
+from agent.toolbox import GenerateOutcome, PreparedTask, TestComparison
+from agent.trace import Redactor
+from memory.runs import RunPaths
+from tools.data import FlockRecord
+from tools.tasks import TaskPlugin
+
+
+class PipelineToolbox:
+    """Every method is idempotent and keyed by run, iteration and content: results are kept in the run folder, so
+    a method called again after a crash (the node that called it is re-run on resume) returns the same result
+    without redoing finished work, and a submission is never sent twice."""
+
+    def __init__(self, config: RunConfig, paths: RunPaths, env: TaskEnvironment):
+        self.config = config
+        self.paths = paths
+        self.env = env
+        self.prepared = PreparedTaskFiles(paths.task_dir)
+        self.versions = DatasetVersions(paths.data_dir)
+        self.models = BaseModelCache(config)
+        self.evaluator = Evaluator(config, self.prepared, self.models, paths.evals_dir, paths.adapters_dir)
+        self.generator = Generator(config, paths, self.prepared, self.versions, self.models)
+        self.trainer = Trainer(config, paths, self.prepared, self.versions, self.models)
+        self.submitter = Submitter(config, paths, env, self.evaluator)
+
+    def close(self) -> None:
+        self.models.close()
+        self.generator.close()
+
+    @property
+    def task(self) -> TaskInfo:
+        return self.prepared.info
+
+    @property
+    def plugin(self) -> TaskPlugin:
+        return self.prepared.plugin
+
+    def split(self, name: str) -> list[FlockRecord]:
+        return self.prepared.split(name)
+
+    def prepare_task(self) -> PreparedTask:
+        """Fetch the task, check the base model against it, download and validate its training set, profile and
+        split it. Done once per run: a second call returns the stored result."""
+        return self.prepared.prepare(self.config, self.env, self.versions)
+
+    def evaluate(self, adapter_id: str | None, split: str, with_task_metric: bool | None = None) -> EvalSummary:
+        return self.evaluator.evaluate(adapter_id, split, with_task_metric)
+
+    def generate(self, targets: dict[str, int], iteration: int, max_generation_tokens: int) -> GenerateOutcome:
+        return self.generator.generate(targets, iteration, max_generation_tokens)
+
+    def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
+              max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
+        return self.trainer.train(dataset_version, iteration, overrides, max_train_tokens, max_seconds)
+
+    def submit(self, adapter_id: str) -> SubmissionInfo:
+        return self.submitter.submit(adapter_id)
+
+    def compare_on_test(self, adapter_id: str | None) -> TestComparison:
+        return self.evaluator.compare_on_test(adapter_id)
+
+
+@contextlib.contextmanager
+def open_pipeline(config: RunConfig, paths: RunPaths, redactor: Redactor) -> Iterator[PipelineToolbox]:
+    """The toolbox of a run on its task environment, closed (models released) when the run ends."""
+    with open_environment(config, paths, redactor) as env:
+        toolbox = PipelineToolbox(config, paths, env)
+        try:
+            yield toolbox
+        finally:
+            toolbox.close()

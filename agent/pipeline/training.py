@@ -1,0 +1,70 @@
+"""The train stage: a fresh LoRA adapter from the base model on a dataset version, with the configured training
+settings and the planner's overrides. The adapter is named by its data and settings, and the trainer resumes
+from its checkpoints, so a re-run finishes the same adapter."""
+
+from __future__ import annotations
+
+import time
+
+from agent import progress
+from agent.config import RunConfig
+from agent.pipeline.base_model import BaseModelCache
+from agent.pipeline.store import DatasetVersions, content_digest
+from agent.pipeline.task import PreparedTaskFiles
+from agent.state import AdapterInfo, TrainOverrides
+from memory.runs import RunPaths
+from tools.train import TrainConfig, TrainProgress, train_adapter
+
+#: Loss points an AdapterInfo keeps (the trainer logs one per step).
+LOSS_CURVE_POINTS = 200
+
+
+def training_settings(configured: TrainConfig, overrides: TrainOverrides | None, *, seed: int,
+                      max_train_tokens: int, max_seconds: float | None) -> TrainConfig:
+    """The settings of one training: the configured ones, changed by the planner's overrides (a new rank brings
+    alpha = 2 x rank with it), with the run's seed and what is left of the budget."""
+    changes = overrides.model_dump(exclude_none=True) if overrides is not None else {}
+    if "lora_r" in changes:
+        changes["lora_alpha"] = 2 * changes["lora_r"]
+    return configured.model_copy(update={**changes, "seed": seed, "max_train_tokens": max(1, max_train_tokens),
+                                         "max_seconds": max_seconds})
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, paths: RunPaths, task: PreparedTaskFiles, versions: DatasetVersions,
+                 models: BaseModelCache):
+        self.config = config
+        self.paths = paths
+        self.task = task
+        self.versions = versions
+        self.models = models
+
+    def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
+              max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
+        settings = training_settings(self.config.train, overrides, seed=self.config.seed,
+                                     max_train_tokens=max_train_tokens, max_seconds=max_seconds)
+        # The time limit depends on when the step runs (a resume has less left): not part of the adapter's identity.
+        identity = settings.model_dump(exclude={"max_seconds"})
+        adapter_id = f"a{iteration}-{content_digest({'data': dataset_version, 'config': identity}, 8)}"
+        records = self.versions.load(dataset_version).records
+        info = self.task.info
+        started = time.time()
+        with progress.step(f"train {adapter_id}", None) as advance:
+            steps_reported = [0]
+
+            def on_progress(step: TrainProgress) -> None:
+                advance(step.step - steps_reported[0], total=step.total_steps)
+                steps_reported[0] = step.step
+
+            result = train_adapter(self.models.weights, records, self.paths.adapters_dir / adapter_id, settings,
+                                   template=info.template, context_length=info.context_length,
+                                   progress=on_progress, resume=True, hub_id=self.config.base_model)
+        curve = result.loss_curve
+        if len(curve) > LOSS_CURVE_POINTS:
+            stride = len(curve) / LOSS_CURVE_POINTS
+            curve = [curve[int(i * stride)] for i in range(LOSS_CURVE_POINTS)]
+        return AdapterInfo(adapter_id=adapter_id, iteration=iteration, dataset_version=dataset_version,
+                           path=str(result.adapter_dir), train_tokens=result.real_tokens,
+                           final_loss=result.loss_curve[-1] if result.loss_curve else None,
+                           loss_curve=[round(x, 5) for x in curve],
+                           seconds=round(result.wall_time_s or time.time() - started, 2))
