@@ -10,6 +10,15 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 #: Advance callback handed to a stage: ``advance(n)`` adds n units; ``advance(n, total=T)`` also resets the total.
 Advance = Callable[..., None]
 
@@ -33,15 +42,6 @@ class RichReporter:
 
     @contextlib.contextmanager
     def step(self, description: str, total: float | None) -> Iterator[Advance]:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         columns = (TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, console=self.console, transient=True) as progress:

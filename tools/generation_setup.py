@@ -17,7 +17,7 @@ from tools.backends import Backend, BackendError, BackendSpec, Generation, Messa
 from tools.data import FlockRecord
 from tools.datastore import DataStore
 from tools.generate import BatchProgress, Budget, GenerationRequest, GenerationResult, generate
-from tools.quality import DedupIndex, GateSuite, LengthGate, default_gates
+from tools.quality import DedupGate, DedupIndex, GateSuite, LengthGate, default_gates
 from tools.strategies import Candidate, Draft, GenerationStrategy, Rejection, make_strategy
 from tools.tasks.base import TaskPlugin
 
@@ -58,17 +58,17 @@ class GenerationJob:
     strategy: GenerationStrategy
     backend: Backend
     gates: GateSuite
-    #: The near-duplicate index the gates check against; saved after the run when ``dedup_index_path`` is set.
-    dedup_index: DedupIndex
     store: DataStore | None = None
+    #: Where the dedup gate's index (with this run's accepted rows) is saved after the run, for the next one.
     dedup_index_path: Path | None = None
 
     def run(self, progress: Callable[[BatchProgress], None] | None = None) -> GenerationResult:
         """Generate (resuming an interrupted run of the same request from the store's journal), then keep the
         dedup index with this run's accepted rows for the next iteration."""
         result = generate(self.request, self.strategy, self.backend, self.gates, store=self.store, progress=progress)
-        if self.dedup_index_path is not None:
-            self.dedup_index.save(self.dedup_index_path)
+        dedup = next((g for g in self.gates.gates if isinstance(g, DedupGate)), None)
+        if dedup is not None and self.dedup_index_path is not None:
+            dedup.index.save(self.dedup_index_path)
         return result
 
 
@@ -113,5 +113,5 @@ def assemble_generation(
         strategy, generator = WritersOnly(strategy), NoModelBackend()
     else:
         generator = loaded_backend or make_backend(backend)
-    return GenerationJob(request=request, strategy=strategy, backend=generator, gates=gates, dedup_index=index,
-                         store=store, dedup_index_path=dedup_index_path)
+    return GenerationJob(request=request, strategy=strategy, backend=generator, gates=gates, store=store,
+                         dedup_index_path=dedup_index_path)

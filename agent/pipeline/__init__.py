@@ -6,6 +6,7 @@ generation engine, the trainer, the evaluator and the publishers.
 | ``environment`` | where the task lives: FedLedger client, publisher, in-process simulator; ``PipelineError`` |
 | ``task`` | task preparation and the train/dev/test splits, read back from the run folder |
 | ``store`` | results keyed by content, dataset versions, adapter folders |
+| ``run`` | ``PipelineRun``: what every stage works with (configuration, folder, environment, task, data, model) |
 | ``base_model`` | the model cache: base model and tokenizer loaded once, adapters applied per use |
 | ``evaluation`` | evaluation and its cache, the headline task metric, the test comparison |
 | ``generation`` | the generate stage on tools.generation_setup |

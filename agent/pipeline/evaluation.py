@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 
 from agent import progress
-from agent.config import RunConfig
-from agent.pipeline.base_model import BaseModelCache, with_adapter
+from agent.pipeline.base_model import with_adapter
 from agent.pipeline.environment import PipelineError
+from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import adapter_folder, read_result, write_result
-from agent.pipeline.task import PreparedTaskFiles
 from agent.state import CategoryMetrics, EvalSummary
 from agent.toolbox import TestComparison
 from tools.data import load_jsonl
@@ -29,26 +28,22 @@ def _category_metrics(score: CategoryScore, task_metric: float | None) -> Catego
 
 
 class Evaluator:
-    def __init__(self, config: RunConfig, task: PreparedTaskFiles, models: BaseModelCache, evals_dir: Path,
-                 adapters_dir: Path):
-        self.config = config
-        self.task = task
-        self.models = models
-        self.evals_dir = evals_dir
-        self.adapters_dir = adapters_dir
+    def __init__(self, run: PipelineRun):
+        self.run = run
 
     def evaluate(self, adapter_id: str | None, split: str, with_task_metric: bool | None = None) -> EvalSummary:
         if split not in ("dev", "test"):
             raise PipelineError(f"split must be dev or test, got {split!r}")
-        with_task_metric = self.config.eval.task_metric if with_task_metric is None else with_task_metric
-        cache = self.evals_dir / f"{adapter_id or 'base'}-{split}{'-tm' if with_task_metric else ''}.json"
+        run = self.run
+        with_task_metric = run.config.eval.task_metric if with_task_metric is None else with_task_metric
+        cache = run.paths.evals_dir / f"{adapter_id or 'base'}-{split}{'-tm' if with_task_metric else ''}.json"
         stored = read_result(cache, EvalSummary)
         if stored is not None:
             return stored
-        info, records = self.task.info, self.task.split(split)
-        categories = [self.task.plugin.categorize(r).primary for r in records]
-        model, tokenizer = self.models.load()
-        adapter = adapter_folder(self.adapters_dir, adapter_id) if adapter_id else None
+        info, records = run.task.info, run.task.split(split)
+        categories = [run.task.plugin.categorize(r).primary for r in records]
+        model, tokenizer = run.models.load()
+        adapter = adapter_folder(run.paths.adapters_dir, adapter_id) if adapter_id else None
         with progress.step(f"score {adapter_id or 'base model'} on {split}", len(records)) as advance:
             score = flock_score(model, records, template=info.template, context_length=info.context_length,
                                 tokenizer=tokenizer, adapter=adapter, categories=categories)
@@ -62,7 +57,7 @@ class Evaluator:
                     with_adapter(model, adapter) as scoring_model:
                 report = task_metrics(scoring_model, tokenizer, records, template=info.template,
                                       task_type=info.task_type, categories=categories, metrics=[metric_name],
-                                      max_new_tokens=self.config.eval.max_new_tokens)
+                                      max_new_tokens=run.config.eval.max_new_tokens)
                 advance(len(records))
             overall_metric = report.overall.get(metric_name)
             per_category_metric = {c: m[metric_name] for c, m in report.per_category.items() if metric_name in m}
@@ -92,14 +87,14 @@ class Evaluator:
     def base_validation_bpc(self, task_dir: Path) -> float:
         """The base model's score on the simulator's held-back validation file of a local task folder, for
         comparison with a submission's (the agent never sees this file otherwise)."""
-        cache = self.evals_dir / "base-validation.json"
+        cache = self.run.paths.evals_dir / "base-validation.json"
         if cache.is_file():
             return float(json.loads(cache.read_text())["bpc"])
         task_json = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
         key = task_json.get("data", {}).get("validation_set_key", "validation_set.jsonl")
         records = load_jsonl(task_dir / Path(key).name).records
-        model, tokenizer = self.models.load()
-        info = self.task.info
+        model, tokenizer = self.run.models.load()
+        info = self.run.task.info
         score = flock_score(model, records, template=info.template, context_length=info.context_length,
                             tokenizer=tokenizer, max_params=info.max_params or None)
         atomic_write_text(cache, json.dumps({"bpc": score.bpc}))

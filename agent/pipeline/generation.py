@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections import Counter
 
 from agent import progress
-from agent.config import RunConfig
-from agent.pipeline.base_model import BaseModelCache
-from agent.pipeline.store import DatasetVersions, content_digest, read_result, write_result
-from agent.pipeline.task import PreparedTaskFiles, primary_category_counts
+from agent.pipeline.run import PipelineRun
+from agent.pipeline.store import content_digest, read_result, write_result
+from agent.pipeline.task import primary_category_counts
 from agent.state import DatasetInfo
 from agent.toolbox import GenerateOutcome
-from memory.runs import RunPaths
 from tools.backends import Backend, BackendSpec, LocalBackend, SamplingSettings, make_backend
 from tools.generate import BatchProgress, Budget, GenerationResult
 from tools.generation_setup import assemble_generation
@@ -20,37 +18,33 @@ from tools.quality import LengthGate
 
 
 class Generator:
-    def __init__(self, config: RunConfig, paths: RunPaths, task: PreparedTaskFiles, versions: DatasetVersions,
-                 models: BaseModelCache):
-        self.config = config
-        self.paths = paths
-        self.task = task
-        self.versions = versions
-        self.models = models
+    def __init__(self, run: PipelineRun):
+        self.run = run
         self._backend: Backend | None = None
 
     def generate(self, targets: dict[str, int], iteration: int, max_generation_tokens: int) -> GenerateOutcome:
-        previous_name = self.versions.latest()
-        previous = self.versions.load(previous_name)
+        run, versions = self.run, self.run.versions
+        previous_name = versions.latest()
+        previous = versions.load(previous_name)
         key = content_digest({"targets": targets, "iteration": iteration, "previous": previous_name})
-        done = self.paths.data_dir / f"generate-{iteration}-{key}.json"
+        done = run.paths.data_dir / f"generate-{iteration}-{key}.json"
         stored = read_result(done, GenerateOutcome)
         if stored is not None:
             return stored
-        plugin, info, settings = self.task.plugin, self.task.info, self.config.generator
-        _, tokenizer = self.models.load()
+        plugin, info, settings = run.task.plugin, run.task.info, run.config.generator
+        _, tokenizer = run.models.load()
         writers_only = settings.backend == "none"
         spec = BackendSpec(kind="openai" if settings.backend == "openai" else "local", model=settings.model,
                            base_url=settings.base_url, api_key_env=settings.api_key_env,
                            max_concurrency=settings.concurrency, batch_size=settings.batch_size)
         job = assemble_generation(
-            plugin, targets, self.task.split("train"), backend=spec,
+            plugin, targets, run.task.split("train"), backend=spec,
             sampling=SamplingSettings(temperature=settings.temperature, max_new_tokens=settings.max_new_tokens),
-            budget=Budget(max_generated_tokens=max(1, max_generation_tokens)), seed=self.config.seed,
+            budget=Budget(max_generated_tokens=max(1, max_generation_tokens)), seed=run.config.seed,
             iteration=iteration, batch_size=settings.batch_size,
-            existing=previous.records, held_out=self.task.split("dev") + self.task.split("test"),
+            existing=previous.records, held_out=run.task.split("dev") + run.task.split("test"),
             length=LengthGate(tokenizer, info.template, info.context_length),
-            store=self.versions.store, dedup_index_path=self.paths.data_dir / "dedup_index.npz",
+            store=versions.store, dedup_index_path=run.paths.data_dir / "dedup_index.npz",
             writers_only=writers_only, loaded_backend=None if writers_only else self._generator_backend(spec))
         total = sum(targets.values())
         with progress.step(f"generate {total} rows", total) as advance:
@@ -64,12 +58,12 @@ class Generator:
         shards = list(previous.manifest.shards)
         if result.accepted:
             provenance = [row.provenance.model_dump(mode="json") for row in result.accepted]
-            shards.append(self.versions.store.put_shard(result.records(), kind="synthetic", provenance=provenance))
-        version = self.versions.save(iteration, shards)
-        synthetic = primary_category_counts(plugin, self.versions.load(version).synthetic())
+            shards.append(versions.store.put_shard(result.records(), kind="synthetic", provenance=provenance))
+        version = versions.save(iteration, shards)
+        synthetic = primary_category_counts(plugin, versions.load(version).synthetic())
         outcome = GenerateOutcome(
             dataset=DatasetInfo(version=version,
-                                original_per_category=primary_category_counts(plugin, self.task.split("train")),
+                                original_per_category=primary_category_counts(plugin, run.task.split("train")),
                                 synthetic_per_category=synthetic, acceptance=_gate_pass_rates(result)),
             accepted_per_category={c: p.accepted for c, p in result.per_category.items()},
             rejected_per_reason=dict(sorted(Counter(r.reason for r in result.rejected if r.reason).items())),
@@ -82,8 +76,8 @@ class Generator:
     def _generator_backend(self, spec: BackendSpec) -> Backend:
         """The generator, built once per run: the loaded base model itself when it is the generator."""
         if self._backend is None:
-            if spec.kind == "local" and spec.model in (self.config.base_model, self.models.weights):
-                model, tokenizer = self.models.load()
+            if spec.kind == "local" and spec.model in (self.run.config.base_model, self.run.models.weights):
+                model, tokenizer = self.run.models.load()
                 self._backend = LocalBackend(model, tokenizer, model_name=spec.model, batch_size=spec.batch_size)
             else:
                 self._backend = make_backend(spec)

@@ -7,12 +7,10 @@ from __future__ import annotations
 import os
 
 from agent import progress
-from agent.config import RunConfig
-from agent.pipeline.environment import TaskEnvironment
 from agent.pipeline.evaluation import Evaluator
+from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import adapter_folder
 from agent.state import SubmissionInfo
-from memory.runs import RunPaths
 from tools.flock.ledger import SubmissionLedger
 from tools.publish import publish_and_submit, repo_name
 
@@ -21,26 +19,26 @@ LOCAL_USER = "synthgen-local"
 
 
 class Submitter:
-    def __init__(self, config: RunConfig, paths: RunPaths, env: TaskEnvironment, evaluator: Evaluator):
-        self.config = config
-        self.paths = paths
-        self.env = env
+    def __init__(self, run: PipelineRun, evaluator: Evaluator):
+        self.run = run
+        self.env = run.env
         self.evaluator = evaluator
 
     def submit(self, adapter_id: str) -> SubmissionInfo:
-        adapter_dir = adapter_folder(self.paths.adapters_dir, adapter_id)
-        task = self.env.client.get_task(self.env.task_id)
-        user = os.environ.get("HF_USERNAME", "") if self.config.publishes_to_hub else LOCAL_USER
-        repo_id = repo_name(user, task.id, self.config.base_model)
-        ledger = SubmissionLedger.in_run_dir(self.paths.root)
+        config, paths, env = self.run.config, self.run.paths, self.env
+        adapter_dir = adapter_folder(paths.adapters_dir, adapter_id)
+        task = env.client.get_task(env.task_id)
+        user = os.environ.get("HF_USERNAME", "") if config.publishes_to_hub else LOCAL_USER
+        repo_id = repo_name(user, task.id, config.base_model)
+        ledger = SubmissionLedger.in_run_dir(paths.root)
         with progress.step(f"publish and submit {adapter_id}", None):
-            receipt = publish_and_submit(self.env.client, ledger, self.env.publisher, task, adapter_dir,
-                                         self.config.base_model, repo_id)
+            receipt = publish_and_submit(env.client, ledger, env.publisher, task, adapter_dir, config.base_model,
+                                         repo_id)
         validation_bpc = base_bpc = None
-        if self.env.local:
-            assert self.env.task_dir is not None  # a local task is served from its folder
+        if env.local:
+            assert env.task_dir is not None  # a local task is served from its folder
             validation_bpc = self.simulator_score(receipt.hg_repo_id, receipt.revision)
-            base_bpc = self.evaluator.base_validation_bpc(self.env.task_dir)
+            base_bpc = self.evaluator.base_validation_bpc(env.task_dir)
         return SubmissionInfo(adapter_id=adapter_id, repo_id=receipt.hg_repo_id, revision=receipt.revision,
                               task_id=task.id, validation_bpc=validation_bpc, base_validation_bpc=base_bpc)
 

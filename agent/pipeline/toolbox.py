@@ -7,13 +7,11 @@ import contextlib
 from collections.abc import Iterator
 
 from agent.config import RunConfig
-from agent.pipeline.base_model import BaseModelCache
 from agent.pipeline.environment import TaskEnvironment, open_environment
 from agent.pipeline.evaluation import Evaluator
 from agent.pipeline.generation import Generator
-from agent.pipeline.store import DatasetVersions
+from agent.pipeline.run import PipelineRun
 from agent.pipeline.submission import Submitter
-from agent.pipeline.task import PreparedTaskFiles
 from agent.pipeline.training import Trainer
 from agent.state import AdapterInfo, EvalSummary, SubmissionInfo, TaskInfo, TrainOverrides
 from agent.toolbox import GenerateOutcome, PreparedTask, TestComparison
@@ -32,33 +30,31 @@ class PipelineToolbox:
         self.config = config
         self.paths = paths
         self.env = env
-        self.prepared = PreparedTaskFiles(paths.task_dir)
-        self.versions = DatasetVersions(paths.data_dir)
-        self.models = BaseModelCache(config)
-        self.evaluator = Evaluator(config, self.prepared, self.models, paths.evals_dir, paths.adapters_dir)
-        self.generator = Generator(config, paths, self.prepared, self.versions, self.models)
-        self.trainer = Trainer(config, paths, self.prepared, self.versions, self.models)
-        self.submitter = Submitter(config, paths, env, self.evaluator)
+        self.run = PipelineRun.open(config, paths, env)
+        self.evaluator = Evaluator(self.run)
+        self.generator = Generator(self.run)
+        self.trainer = Trainer(self.run)
+        self.submitter = Submitter(self.run, self.evaluator)
 
     def close(self) -> None:
-        self.models.close()
+        self.run.models.close()
         self.generator.close()
 
     @property
     def task(self) -> TaskInfo:
-        return self.prepared.info
+        return self.run.task.info
 
     @property
     def plugin(self) -> TaskPlugin:
-        return self.prepared.plugin
+        return self.run.task.plugin
 
     def split(self, name: str) -> list[FlockRecord]:
-        return self.prepared.split(name)
+        return self.run.task.split(name)
 
     def prepare_task(self) -> PreparedTask:
         """Fetch the task, check the base model against it, download and validate its training set, profile and
         split it. Done once per run: a second call returns the stored result."""
-        return self.prepared.prepare(self.config, self.env, self.versions)
+        return self.run.task.prepare(self.config, self.env, self.run.versions)
 
     def evaluate(self, adapter_id: str | None, split: str, with_task_metric: bool | None = None) -> EvalSummary:
         return self.evaluator.evaluate(adapter_id, split, with_task_metric)

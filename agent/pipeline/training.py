@@ -7,12 +7,9 @@ from __future__ import annotations
 import time
 
 from agent import progress
-from agent.config import RunConfig
-from agent.pipeline.base_model import BaseModelCache
-from agent.pipeline.store import DatasetVersions, content_digest
-from agent.pipeline.task import PreparedTaskFiles
+from agent.pipeline.run import PipelineRun
+from agent.pipeline.store import content_digest
 from agent.state import AdapterInfo, TrainOverrides
-from memory.runs import RunPaths
 from tools.train import TrainConfig, TrainProgress, train_adapter
 
 #: Loss points an AdapterInfo keeps (the trainer logs one per step).
@@ -31,23 +28,19 @@ def training_settings(configured: TrainConfig, overrides: TrainOverrides | None,
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, paths: RunPaths, task: PreparedTaskFiles, versions: DatasetVersions,
-                 models: BaseModelCache):
-        self.config = config
-        self.paths = paths
-        self.task = task
-        self.versions = versions
-        self.models = models
+    def __init__(self, run: PipelineRun):
+        self.run = run
 
     def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
               max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
-        settings = training_settings(self.config.train, overrides, seed=self.config.seed,
+        run = self.run
+        settings = training_settings(run.config.train, overrides, seed=run.config.seed,
                                      max_train_tokens=max_train_tokens, max_seconds=max_seconds)
         # The time limit depends on when the step runs (a resume has less left): not part of the adapter's identity.
         identity = settings.model_dump(exclude={"max_seconds"})
         adapter_id = f"a{iteration}-{content_digest({'data': dataset_version, 'config': identity}, 8)}"
-        records = self.versions.load(dataset_version).records
-        info = self.task.info
+        records = run.versions.load(dataset_version).records
+        info = run.task.info
         started = time.time()
         with progress.step(f"train {adapter_id}", None) as advance:
             steps_reported = [0]
@@ -56,9 +49,9 @@ class Trainer:
                 advance(step.step - steps_reported[0], total=step.total_steps)
                 steps_reported[0] = step.step
 
-            result = train_adapter(self.models.weights, records, self.paths.adapters_dir / adapter_id, settings,
+            result = train_adapter(run.models.weights, records, run.paths.adapters_dir / adapter_id, settings,
                                    template=info.template, context_length=info.context_length,
-                                   progress=on_progress, resume=True, hub_id=self.config.base_model)
+                                   progress=on_progress, resume=True, hub_id=run.config.base_model)
         curve = result.loss_curve
         if len(curve) > LOSS_CURVE_POINTS:
             stride = len(curve) / LOSS_CURVE_POINTS
