@@ -22,7 +22,7 @@ from tools.flock.errors import (
     FlockTransportError,
 )
 from tools.flock.simulator import FaultRule, SimulatorConfig, SimulatorServer
-from tools.flock.testing import FAST_RETRY, ManualClock, write_task_folder
+from tools.flock.simulator.testing import FAST_RETRY, ManualClock, write_task_folder
 
 TASK = 7
 

@@ -12,7 +12,7 @@ from tools.flock.errors import FlockSubmissionLimitError, FlockSubmissionUncerta
 from tools.flock.ledger import SubmissionLedger, SubmissionState, match_submission, submit_once
 from tools.flock.schemas import WalletSubmission
 from tools.flock.simulator import FaultRule, SimulatorServer
-from tools.flock.testing import FAST_RETRY, write_task_folder
+from tools.flock.simulator.testing import FAST_RETRY, write_task_folder
 
 TASK = 7
 REPO = "alice/task-7-HuggingFaceTB-SmolLM2-135M-Instruct"
