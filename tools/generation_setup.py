@@ -51,7 +51,7 @@ class NoModelBackend:
 
 
 @dataclass
-class GenerationJob:
+class AssembledGeneration:
     """A generation ready to run."""
 
     request: GenerationRequest
@@ -90,7 +90,7 @@ def assemble_generation(
     dedup_index_path: Path | None = None,
     writers_only: bool = False,
     loaded_backend: Backend | None = None,
-) -> GenerationJob:
+) -> AssembledGeneration:
     """Build a generation of ``targets`` (examples per category) for ``plugin``'s task, anchored on ``seed_pool``.
 
     ``backend`` names the generator (part of the request's identity, so of the journal's key); ``loaded_backend``
@@ -113,5 +113,5 @@ def assemble_generation(
         strategy, generator = WritersOnly(strategy), NoModelBackend()
     else:
         generator = loaded_backend or make_backend(backend)
-    return GenerationJob(request=request, strategy=strategy, backend=generator, gates=gates, store=store,
+    return AssembledGeneration(request=request, strategy=strategy, backend=generator, gates=gates, store=store,
                          dedup_index_path=dedup_index_path)

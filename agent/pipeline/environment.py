@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from agent.config import RunConfig
 from agent.trace import Redactor
 from memory.runs import RunPaths
-from tools.demo_tasks import DEMO_TASK_DIRS
+from tools.demo_tasks import DEMO_TASKS
 from tools.flock.client import FedLedgerClient, RetryPolicy
 from tools.flock.simulator.faults import FaultRule
 from tools.flock.simulator.server import SimulatorServer
@@ -78,7 +78,7 @@ def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> 
         with FedLedgerClient(settings.api_base_url, api_key, **http) as client:
             yield TaskEnvironment(client=client, publisher=HubPublisher(), task_id=int(settings.task_id or 0))
         return
-    task_dir = settings.task_dir if settings.kind == "dir" else DEMO_TASK_DIRS[settings.kind]
+    task_dir = settings.task_dir if settings.kind == "dir" else DEMO_TASKS[settings.kind]
     assert task_dir is not None
     sim_dir = paths.root / "flock-sim"
     # The simulator's validator loads the base model like FLock's does, from the Hub id, unless weights are given.

@@ -12,7 +12,8 @@ from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import adapter_folder
 from agent.state import SubmissionInfo
 from tools.flock.ledger import SubmissionLedger
-from tools.publish import publish_and_submit, repo_name
+from tools.flock.submit import publish_and_submit
+from tools.publish import repo_name
 
 #: The repository owner adapters of a local task are published under (its simulator's publisher).
 LOCAL_USER = "synthgen-local"

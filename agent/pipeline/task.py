@@ -16,8 +16,8 @@ from agent.pipeline.store import DatasetVersions, read_result, write_result
 from agent.state import DatasetInfo, TaskInfo
 from agent.toolbox import PreparedTask
 from tools.data import FlockRecord, SplitFractions, category_counts, load_jsonl, stratified_split, write_jsonl
+from tools.flock.submit import check_base_model
 from tools.models import template_for
-from tools.publish import check_base_model
 from tools.tasks import TaskPlugin, detect_plugin, get_plugin
 
 SplitName = Literal["train", "dev", "test"]

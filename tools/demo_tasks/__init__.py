@@ -1,8 +1,10 @@
-"""The bundled demo FLock tasks (task.json and its JSONL files), by the name a run knows each one by."""
+"""The bundled FLock task folders (``task.json`` + training and validation JSONL), by the name commands use."""
+
+from __future__ import annotations
 
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 
-#: ``synthgen run --task NAME`` -> the task folder.
-DEMO_TASK_DIRS: dict[str, Path] = {"demo": _HERE / "text2sql", "demo-fc": _HERE / "function_calling"}
+#: ``demo`` is the text-to-SQL task the agent runs by default; ``demo-fc`` the function-calling one.
+DEMO_TASKS: dict[str, Path] = {"demo": _HERE / "text2sql", "demo-fc": _HERE / "function_calling"}
