@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from langgraph.runtime import Runtime
 
+from agent import progress
 from agent.context import RunContext
 from agent.planner import (
     allowed_actions,
@@ -71,8 +72,9 @@ class Step:
 
 
 def node(name: str) -> Callable[[Callable[[Step], Update]], GraphNode]:
-    """Make a graph node of a step function: trace its start and end, add its (recorded) duration to the budget,
-    and checkpoint the cassette position with its update so a resume replays nothing twice."""
+    """Make a graph node of a step function: trace its start and end, show it to people watching (agent.progress),
+    add its (recorded) duration to the budget, and checkpoint the cassette position with its update so a resume
+    replays nothing twice."""
 
     def wrap(fn: Callable[[Step], Update]) -> GraphNode:
         def run(state: AgentState, *, runtime: Runtime[RunContext]) -> Update:
@@ -81,7 +83,8 @@ def node(name: str) -> Callable[[Callable[[Step], Update]], GraphNode]:
             ctx.tools.node, ctx.tools.iteration = name, iteration
             ctx.trace.emit("node_start", node=name, iteration=iteration)
             started = time.time()
-            update = dict(fn(Step(state, ctx)))
+            with progress.stage(name, iteration, state.get("usage"), ctx.budget):
+                update = dict(fn(Step(state, ctx)))
             seconds = ctx.tools.measure(name, time.time() - started)
             usage = BudgetUsage.model_validate(update.get("usage") or state.get("usage") or {})
             usage.wall_seconds = round(usage.wall_seconds + seconds, 3)

@@ -4,13 +4,12 @@ and replay them (agent/replay.py)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent import versions
 from agent.cassette import Cassette
 from agent.config import RunConfig, check_environment
 from agent.context import RunContext
@@ -22,7 +21,7 @@ from agent.toolbox import RecordedToolbox, Toolbox
 from agent.trace import Redactor, TraceEvent, TraceWriter, read_trace
 from memory.checkpoint import load_state, make_checkpointer, thread_config
 from memory.lessons import make_store
-from memory.runs import RunPaths, RunStore
+from memory.runs import RunPaths, RunStore, index_fields, task_label
 
 #: Called after every graph step with (node name, the node's state update).
 StepCallback = Callable[[str, dict[str, Any]], None]
@@ -34,14 +33,6 @@ class RunOutcome:
     paths: RunPaths
     state: dict[str, Any]
     interrupted: bool = False
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in ("synthgen-agent", "langgraph", "transformers", "peft", "torch", "datasets"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[name] = importlib.metadata.version(name)
-    return found
 
 
 #: Opens the toolbox a run works with (tests substitute one that injects faults).
@@ -64,7 +55,8 @@ class Runner:
         check_environment(config)
         redactor = Redactor()
         config_dump = redactor.value(config.model_dump(mode="json"))
-        paths = self.store.create(config_dump, task=_task_label(config), planner=config.planner.kind, run_id=run_id)
+        paths = self.store.create(config_dump, task=task_label(config_dump["task"]), planner=config.planner.kind,
+                                  run_id=run_id)
         trace = TraceWriter(paths.trace, paths.run_id, redactor)
         trace.emit("run_start", config=config_dump, versions=versions())
         return self._drive(config, paths, redactor, trace, {"run_id": paths.run_id})
@@ -80,6 +72,7 @@ class Runner:
             return RunOutcome(run_id, paths, state)
         trace.emit("run_resume", interrupted_in=_open_node(read_trace(paths.trace)),
                    cassette_len=state.get("cassette_len", 0))
+        self.store.adopt(run_id, task=task_label(config.task.model_dump(mode="json")), planner=config.planner.kind)
         self.store.update(run_id, status="running")
         # A checkpointed state exists once bootstrap started; before that, start the graph from its input again.
         graph_input: dict[str, Any] | None = None if state else {"run_id": run_id}
@@ -120,33 +113,13 @@ class Runner:
         return RunOutcome(paths.run_id, paths, state, interrupted=interrupted)
 
     def _index(self, paths: RunPaths, state: dict[str, Any], interrupted: bool) -> None:
-        evaluations = state.get("evaluations", [])
-        best = min((e["bpc"] for e in evaluations), default=None)
-        submissions = state.get("submissions", [])
-        last = submissions[-1] if submissions else {}
-        self.store.update(
-            paths.run_id,
-            status="interrupted" if interrupted else state.get("status", "running"),
-            best_dev_bpc=best,
-            base_dev_bpc=(state.get("baseline") or {}).get("bpc"),
-            validation_bpc=last.get("validation_bpc"),
-            base_validation_bpc=last.get("base_validation_bpc"),
-            iterations=state.get("iteration", 0),
-            submissions=len(submissions),
-        )
+        self.store.update(paths.run_id, status="interrupted" if interrupted else state.get("status", "running"),
+                          **index_fields(state))
 
     # ----- replay -------------------------------------------------------------------------------------------------
     def replay(self, run_id: str, run_dir: Path | None = None) -> ReplayOutcome:
         """Re-execute a recorded run from its cassette and check it takes the same decisions in the same order."""
         return replay_run(RunPaths(run_dir) if run_dir else self.store.paths(run_id))
-
-
-def _task_label(config: RunConfig) -> str:
-    if config.task.kind == "flock":
-        return f"flock:{config.task.task_id}"
-    if config.task.kind == "dir":
-        return f"dir:{config.task.task_dir}"
-    return config.task.kind
 
 
 def _open_node(events: list[TraceEvent]) -> str | None:

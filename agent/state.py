@@ -64,9 +64,22 @@ class Decision(BaseModel):
     rationale: str = Field(default="", max_length=600, description="one or two sentences: why this action now")
 
 
+#: What a rationale reads when a planner filled the answer's shape instead of giving a reason (compared after
+#: trimming quotes, brackets and case).
+PLACEHOLDER_RATIONALES = frozenset({"string", "str", "text", "reason", "rationale", "your rationale", "your reason",
+                                    "explanation", "why", "todo", "tbd", "n/a", "na", "none", "null", "placeholder"})
+
+
+def placeholder_rationale(text: str) -> bool:
+    """Whether a rationale says nothing: empty, only punctuation ("...", "…"), or a placeholder word."""
+    core = text.strip().strip("\"'`<>[]{}()*_ ").lower()
+    return not any(ch.isalnum() for ch in core) or core in PLACEHOLDER_RATIONALES
+
+
 class DecisionRecord(BaseModel):
     """A decision as taken, with where it came from and what the guardrail said. The run's ``decision`` trace
-    events carry it (:meth:`trace_data`); replay reads them back (:meth:`from_trace`)."""
+    events carry it (:meth:`trace_data`, with ``rationale_placeholder`` true when the rationale says nothing);
+    replay reads them back (:meth:`from_trace`)."""
 
     iteration: int
     decision: Decision
@@ -78,7 +91,8 @@ class DecisionRecord(BaseModel):
     def trace_data(self) -> dict[str, Any]:
         """The payload of this decision's trace event."""
         return {"action": self.decision.action, "targets": self.decision.targets,
-                "rationale": self.decision.rationale, "source": self.source, "guardrail": self.guardrail}
+                "rationale": self.decision.rationale, "source": self.source, "guardrail": self.guardrail,
+                "rationale_placeholder": placeholder_rationale(self.decision.rationale)}
 
     @classmethod
     def from_trace(cls, event: TraceEvent) -> DecisionRecord:

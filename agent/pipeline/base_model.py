@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent import progress
 from agent.config import RunConfig
 from tools.models import load_causal_lm, load_tokenizer
 
@@ -24,9 +25,10 @@ class BaseModelCache:
 
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         if self._model is None or self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.weights)
-            self._model = load_causal_lm(self.weights)
-            self._model.eval()
+            with progress.step(f"load base model {self.weights}", None):
+                self._tokenizer = load_tokenizer(self.weights)
+                self._model = load_causal_lm(self.weights)
+                self._model.eval()
         return self._model, self._tokenizer
 
     def close(self) -> None:

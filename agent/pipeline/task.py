@@ -4,6 +4,7 @@ process reads the task, its splits and its fitted plugin back from them."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,15 @@ from agent.pipeline.environment import PipelineError, TaskEnvironment
 from agent.pipeline.store import DatasetVersions, read_result, write_result
 from agent.state import DatasetInfo, TaskInfo
 from agent.toolbox import PreparedTask
-from tools.data import FlockRecord, SplitFractions, category_counts, load_jsonl, stratified_split, write_jsonl
+from tools.data import (
+    DataIssue,
+    FlockRecord,
+    SplitFractions,
+    category_counts,
+    load_jsonl,
+    stratified_split,
+    write_jsonl,
+)
 from tools.flock.submit import check_base_model
 from tools.models import template_for
 from tools.tasks import TaskPlugin, detect_plugin, get_plugin
@@ -23,11 +32,26 @@ from tools.tasks import TaskPlugin, detect_plugin, get_plugin
 SplitName = Literal["train", "dev", "test"]
 SPLITS: tuple[SplitName, ...] = ("train", "dev", "test")
 TRAINING_SET = "training_set.jsonl"
+#: Skipped lines reported one by one (the rest as a count); all of them are counted in prepared.json.
+SKIPPED_LINES_SHOWN = 20
+
+logger = logging.getLogger(__name__)
 
 
 def primary_category_counts(plugin: TaskPlugin, records: Sequence[FlockRecord]) -> dict[str, int]:
     """Records per primary category, sorted by name: how the pipeline counts categories."""
     return category_counts(plugin.categorize(r).primary for r in records)
+
+
+def _report_skipped(issues: Sequence[DataIssue], skipped: int) -> None:
+    """Say which training lines were left out (task.skip_bad_lines), so a skipped line is never silent."""
+    if not issues:
+        return
+    logger.warning("skipped %d bad line(s) of the training set (task.skip_bad_lines):", skipped)
+    for issue in issues[:SKIPPED_LINES_SHOWN]:
+        logger.warning("  skipped %s", issue)
+    if len(issues) > SKIPPED_LINES_SHOWN:
+        logger.warning("  ... and %d more problems", len(issues) - SKIPPED_LINES_SHOWN)
 
 
 def _plain_text(html_text: str) -> str:
@@ -57,7 +81,8 @@ class PreparedTaskFiles:
         check_base_model(task, config.base_model)
         with progress.step("download training set", None):
             downloaded = env.client.download_training_set(env.task_id, self.folder / TRAINING_SET, task=task)
-        report = load_jsonl(downloaded.path, strict=False)
+        report = load_jsonl(downloaded.path, strict=not config.task.skip_bad_lines)
+        _report_skipped(report.issues, report.skipped)
         plugin = detect_plugin(report.records)
         fractions = SplitFractions(train=1 - config.eval.dev_fraction - config.eval.test_fraction,
                                    dev=config.eval.dev_fraction, test=config.eval.test_fraction)
