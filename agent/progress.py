@@ -108,10 +108,10 @@ class _RunDisplay(Progress):
     """A rich progress display with a header line above the step bars (re-rendered on every refresh)."""
 
     def __init__(self, header: Callable[[], str], console: Console):
+        self._header = header  # before Progress starts rendering
         super().__init__(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
                          TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
                          transient=True)
-        self._header = header
 
     def get_renderables(self) -> Iterable[RenderableType]:
         header = self._header()
@@ -133,7 +133,7 @@ class LiveReporter:
         status = self._status
         if status is None:
             return ""
-        return f"[bold cyan]{status.name}[/] · {status.rounds()} · budget: {status.budget()}"
+        return f"[bold cyan]{status.name}[/] · {status.rounds()}\n[dim]budget:[/] {status.budget()}"
 
     def __enter__(self) -> LiveReporter:
         self.display.start()
@@ -174,6 +174,7 @@ class PlainReporter:
         self.console = console
         self.every_s = every_s
         self._stage = ""
+        self._steps = 0
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
@@ -183,7 +184,7 @@ class PlainReporter:
 
     @contextlib.contextmanager
     def stage(self, status: StageStatus) -> Iterator[None]:
-        self._stage = status.name
+        self._stage, self._steps = status.name, 0
         self.line(f"[{status.name}] started; {status.rounds()}; budget used: {status.budget()}")
         try:
             yield
@@ -191,7 +192,8 @@ class PlainReporter:
             self.line(f"[{status.name}] stopped after {clock(status.elapsed())}")
             raise
         else:
-            self.line(f"[{status.name}] done in {clock(status.elapsed())}")
+            if self._steps:  # closes the block of step lines; a stage without steps is one line
+                self.line(f"[{status.name}] done in {clock(status.elapsed())}")
         finally:
             self._stage = ""
 
@@ -200,7 +202,9 @@ class PlainReporter:
         where = f"[{self._stage}] " if self._stage else ""
         started = time.monotonic()
         counts: dict[str, float | None] = {"done": 0.0, "total": total}
-        self.line(f"{where}{description}" + (f" ({total:g})" if total else "") + " ...")
+        self._steps += 1
+        count = f" ({total:g})" if total and f"{total:g}" not in description else ""
+        self.line(f"{where}{description}{count} ...")
         finished = threading.Event()
 
         def heartbeat() -> None:

@@ -158,6 +158,7 @@ def finish_run(outcome: Any, runs_dir: Path, budget: dict[str, Any]) -> None:
     console.print(_scores_table(run_id, state))
     console.print(_stage_table(events))
     console.print(_budget_line(state, budget), markup=False, highlight=False)
-    console.print(f"report: [bold]{escape(str(report))}[/]")
-    console.print(f"replay: [bold]synthgen replay {run_id} --runs-dir {escape(str(runs_dir))}[/]   "
-                  f"trace: [bold]synthgen trace {run_id} --runs-dir {escape(str(runs_dir))}[/]")
+    # Paths and commands are printed unwrapped even in a terminal, so a copied line is whole.
+    console.print(f"report: [bold]{escape(str(report))}[/]", soft_wrap=True)
+    console.print(f"replay: [bold]synthgen replay {run_id} --runs-dir {escape(str(runs_dir))}[/]", soft_wrap=True)
+    console.print(f"trace:  [bold]synthgen trace {run_id} --runs-dir {escape(str(runs_dir))}[/]", soft_wrap=True)

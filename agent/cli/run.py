@@ -180,7 +180,8 @@ def _stopped(exc: Exception, config: Any, store: Any, run_id: str, *, started_he
     paths = RunPaths(store.root / run_id)
     if not paths.config.is_file():
         return fail(message)
-    if started_here and not load_state(paths):
+    # LangGraph checkpoints the input at once; a run has done something worth keeping once bootstrap is done.
+    if started_here and not load_state(paths).get("baseline"):
         store.remove(run_id)
         return fail(f"{message} (nothing was kept; run the command again once this is fixed)")
     if isinstance(exc, _settings_errors()):

@@ -29,9 +29,12 @@ def _run_row(store: Any, run_id: str) -> dict[str, Any]:
     config = store.load_config(run_id)
     state = load_state(paths)
     events = read_trace(paths.trace)
-    status = state.get("status") if state.get("status") == "finished" else "incomplete"
-    if events and events[-1].type == "error":
-        status = "interrupted" if "interrupted by the user" in str(events[-1].data.get("error")) else "failed"
+    last = events[-1] if events else None
+    status = "finished" if state.get("status") == "finished" else "incomplete"
+    if last is not None and last.type == "run_end":
+        status = str(last.data.get("status") or status)
+    elif last is not None and last.type == "error":
+        status = "interrupted" if "interrupted by the user" in str(last.data.get("error")) else "failed"
     created = events[0].ts if events else paths.config.stat().st_mtime
     return {"run_id": run_id, "created_at": created, "updated_at": events[-1].ts if events else created,
             "task": task_label(config.get("task") or {}), "planner": (config.get("planner") or {}).get("kind"),
@@ -54,13 +57,14 @@ def runs(runs_dir: RunsDir = None) -> None:
                    "validation BPC", "submissions"):
         table.add_column(column)
     rows = _all_runs(store)
+    if not rows:
+        console.print(f"no runs under {escape(str(store.root))}")
+        return
     for row in rows:
         table.add_row(row["run_id"] + ("" if row.get("indexed", True) else " (not indexed)"), row["task"],
                       row["planner"], row["status"], str(row["iterations"]), number(row["base_dev_bpc"]),
                       number(row["best_dev_bpc"]), number(row["validation_bpc"]), str(row["submissions"]))
     console.print(table)
-    if not rows:
-        console.print(f"no runs under {escape(str(store.root))}")
 
 
 def status(run_id: Annotated[str | None, typer.Argument(help="Run (default: the latest)")] = None,
@@ -90,7 +94,7 @@ def status(run_id: Annotated[str | None, typer.Argument(help="Run (default: the 
         console.print(f"last event: #{last.seq} {last.type} {last.node or ''} "
                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last.ts))}")
     if row["status"] not in ("finished",):
-        console.print(f"resume with: synthgen resume {run_id} --runs-dir {escape(str(store.root))}")
+        console.print(f"resume with: synthgen resume {run_id} --runs-dir {escape(str(store.root))}", soft_wrap=True)
 
 
 def trace(
