@@ -320,8 +320,8 @@ def iter_jsonl(
                 while raw and not raw.endswith(b"\n"):  # skip the rest of the overlong line in bounded chunks
                     if size > MAX_SKIPPED_LINE_BYTES:
                         raise DataValidationError([DataIssue(
-                            name, line_no, "", f"line has no end after {MAX_SKIPPED_LINE_BYTES // 2**20} MiB: not a JSONL file",
-                            "line_too_long")])
+                            name, line_no, "", f"line has no end after {MAX_SKIPPED_LINE_BYTES // 2**20} MiB: not a "
+                            "JSONL file", "line_too_long")])
                     raw = read(1 << 20)
                     size += len(raw)
                 report([DataIssue(name, line_no, "", f"line is {size} bytes, over the {max_line_bytes}-byte limit",

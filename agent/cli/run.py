@@ -98,7 +98,10 @@ def run(
                                   flags={field: flag for flag, field in FLAG_FIELDS.items()})
         check_environment(run_config)
         _check_endpoints(run_config)
-    except (ConfigError, DataValidationError, TaskFolderError) as exc:
+    except DataValidationError as exc:  # the local task's own file, checked before a run folder is made
+        raise fail(f"{exc} (fix it, or leave bad lines out with --skip-bad-lines: each one is then listed)") \
+            from None
+    except (ConfigError, TaskFolderError) as exc:
         raise fail(str(exc)) from None  # refused before a run folder was made
     store = RunStore(run_config.runs_dir)
     name = run_id or RunStore.new_run_id()
