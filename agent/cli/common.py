@@ -96,6 +96,11 @@ def progress_lines_wanted() -> bool:
 HELP_OPTION_NAMES = ["--help"]
 
 
+def plain_output() -> bool:
+    """Whether standard output is a pipe or a file rather than a terminal."""
+    return not sys.stdout.isatty()
+
+
 def _commands(command: Any) -> Iterator[Any]:
     """A command and every command under it (Typer builds them on its own copy of click's classes, so they are
     recognised by what they have, not by click's types)."""
@@ -110,7 +115,7 @@ class SynthgenGroup(TyperGroup):
     drawn 80 columns wide."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        plain = not sys.stdout.isatty()
+        plain = plain_output()
         for command in _commands(self):
             # The help option is made on first use and kept; made here, it gets the same treatment.
             help_option = command.get_help_option(SimpleNamespace(help_option_names=HELP_OPTION_NAMES))

@@ -193,7 +193,8 @@ def _stopped(exc: Exception, config: Any, store: Any, run_id: str, *, started_he
     return fail(f"{message} (run {run_id} stopped; once fixed: synthgen resume {run_id} --runs-dir {store.root})")
 
 
-def resume(run_id: Annotated[str, typer.Argument(help="Run to continue")], runs_dir: RunsDir = None) -> None:
+def resume(run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run to continue")],
+           runs_dir: RunsDir = None) -> None:
     """Continue a run that was interrupted or killed, from its last checkpoint (with the settings it started
     with)."""
     from agent.config import ConfigError, RunConfig, check_environment

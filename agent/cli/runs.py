@@ -67,7 +67,8 @@ def runs(runs_dir: RunsDir = None) -> None:
     console.print(table)
 
 
-def status(run_id: Annotated[str | None, typer.Argument(help="Run (default: the latest)")] = None,
+def status(run_id: Annotated[str | None, typer.Argument(metavar="RUN_ID", help="Run (default: the latest)")]
+           = None,
            runs_dir: RunsDir = None) -> None:
     """Where a run stands: status, iteration, budget used, best adapter, last event."""
     from agent.trace import read_trace
@@ -98,8 +99,8 @@ def status(run_id: Annotated[str | None, typer.Argument(help="Run (default: the 
 
 
 def trace(
-    run_id: Annotated[str, typer.Argument(help="Run to show")],
-    node: Annotated[str | None, typer.Option(help="Only events of this node")] = None,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run to show")],
+    node: Annotated[str | None, typer.Option(metavar="NODE", help="Only events of this node")] = None,
     iteration: Annotated[int | None, typer.Option(help="Only events of this iteration")] = None,
     all_events: Annotated[bool, typer.Option("--all", help="Every event, not only decisions and tool calls")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line, for machines")] = False,
@@ -152,7 +153,8 @@ def _event_details(event: Any) -> str:
     return str(data)[:300]
 
 
-def report(run_id: Annotated[str, typer.Argument(help="Run to report on")], runs_dir: RunsDir = None) -> None:
+def report(run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run to report on")],
+           runs_dir: RunsDir = None) -> None:
     """Write report.html and PNG plots for a run."""
     from agent.report import write_report
     from agent.trace import read_trace
@@ -169,7 +171,7 @@ def report(run_id: Annotated[str, typer.Argument(help="Run to report on")], runs
     console.print(f"report: [bold]{escape(str(write_report(state, read_trace(paths.trace), paths.report_dir)))}[/]")
 
 
-def replay(run_id: Annotated[str, typer.Argument(help="Run to replay")],
+def replay(run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run to replay")],
            run_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="Replay a run folder directly (e.g. "
                                                                             "a committed recording)")] = None,
            runs_dir: RunsDir = None) -> None:
