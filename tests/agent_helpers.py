@@ -43,6 +43,33 @@ def mini_task_dir(root: Path, per_category: int = 6, validation_per_category: in
     return folder
 
 
+def build_tiny_model(folder: Path, tokenizer: Any) -> Path:
+    """A tiny random LlamaForCausalLM with SmolLM2's vocabulary and tokenizer, saved as an HF folder. Seeded, so
+    every session builds the same weights."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_config(tmp_path: Path, task_dir: Path, weights: Path, *, planner: str = "policy",
                 overrides: dict[str, Any] | None = None) -> RunConfig:
     """A run on the mini task with the tiny random model standing for SmolLM2 (same tokenizer and template)."""
@@ -65,6 +92,22 @@ def tiny_config(tmp_path: Path, task_dir: Path, weights: Path, *, planner: str =
         else:
             settings[key] = value
     return build_config(None, settings)
+
+
+#: A scripted LLM planner that shows every decision source: an answer with no JSON and one with an unknown
+#: category (the policy overrides), one over the budget then a valid one (a retry), then two accepted answers.
+#: tests/test_graph.py runs it; tests/recordings/retry-override-tiny is its recording.
+RETRY_OVERRIDE_SCRIPT: list[Any] = [
+    "I think we should generate more joins",  # no JSON at all
+    {"action": "generate", "targets": {"joins": 5}, "train_overrides": None, "rationale": "typo"},  # unknown
+    # (the policy decides: generate) then:
+    {"action": "generate", "targets": {"join": 500}, "train_overrides": None, "rationale": "lots"},  # budget
+    {"action": "train", "targets": {}, "train_overrides": None, "rationale": "ok, train"},  # retry succeeds
+    {"action": "submit", "targets": {}, "train_overrides": None, "rationale": "submit"},
+    {"action": "stop", "targets": {}, "train_overrides": None, "rationale": "done"},
+]
+#: The budget of that scenario.
+RETRY_OVERRIDE_BUDGET = {"budget": {"max_iterations": 1, "max_synthetic_examples": 8}}
 
 
 class ScriptedChatModel(BaseChatModel):

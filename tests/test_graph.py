@@ -15,7 +15,14 @@ from agent.policy import PlanView
 from agent.runner import Runner
 from agent.state import RunBudget
 from memory.runs import RunStore
-from tests.agent_helpers import ScriptedChatModel, mini_task_dir, read_state, tiny_config
+from tests.agent_helpers import (
+    RETRY_OVERRIDE_BUDGET,
+    RETRY_OVERRIDE_SCRIPT,
+    ScriptedChatModel,
+    mini_task_dir,
+    read_state,
+    tiny_config,
+)
 from tests.test_policy import make_state
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -67,17 +74,8 @@ def test_full_loop_with_an_llm_planner_submits_to_the_simulator(tmp_path: Path, 
 
 def test_invalid_unknown_and_over_budget_decisions_are_retried_then_overridden(tmp_path: Path, task_dir: Path,
                                                                                  tiny_model_dir: Path) -> None:
-    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm",
-                         overrides={"budget": {"max_iterations": 1, "max_synthetic_examples": 8}})
-    runner, _ = scripted_runner(config.runs_dir, [
-        "I think we should generate more joins",  # no JSON at all
-        {"action": "generate", "targets": {"joins": 5}, "train_overrides": None, "rationale": "typo"},  # unknown
-        # (the policy decides: generate) then:
-        {"action": "generate", "targets": {"join": 500}, "train_overrides": None, "rationale": "lots"},  # budget
-        {"action": "train", "targets": {}, "train_overrides": None, "rationale": "ok, train"},  # retry succeeds
-        {"action": "submit", "targets": {}, "train_overrides": None, "rationale": "submit"},
-        {"action": "stop", "targets": {}, "train_overrides": None, "rationale": "done"},
-    ])
+    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm", overrides=RETRY_OVERRIDE_BUDGET)
+    runner, _ = scripted_runner(config.runs_dir, RETRY_OVERRIDE_SCRIPT)
     state = runner.start(config, run_id="guarded").state
     records = state["decisions"]
     assert records[0]["source"] == "override"

@@ -58,17 +58,42 @@ def number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "—"
 
 
-#: Our own loggers; libraries log through the root logger's level.
+#: Our own loggers' names (their first part); every other logger is a library's.
 PROJECT_LOGGERS = ("agent", "tools", "memory", "prompts")
-
-
+#: The levels chosen by the last ``setup_logging``: (ours, the libraries').
+_levels = [logging.INFO, logging.WARNING]
 _installed_handlers: list[logging.Handler] = []
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test runner swaps it between commands)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class _LevelFilter(logging.Filter):
+    """Our records from our level on, the libraries' from theirs (the loggers' own levels are left alone)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours, libraries = _levels
+        return record.levelno >= (ours if record.name.split(".")[0] in PROJECT_LOGGERS else libraries)
+
+
 def setup_logging(level: LogLevel, verbose: bool) -> None:
-    """Our loggers at ``level`` (``--verbose``: debug), libraries at warning (``--verbose``: info). Records go to
-    stderr: through rich in a terminal (above a live display), as plain timestamped lines elsewhere."""
-    ours = logging.DEBUG if verbose else getattr(logging, level.upper())
+    """Our messages from ``level`` on (``--verbose``: debug), the libraries' from warning (``--verbose``: info).
+    Records go to stderr: through rich in a terminal (above a live display), as plain timestamped lines
+    elsewhere."""
+    _levels[:] = [logging.DEBUG if verbose else getattr(logging, level.upper()),
+                  logging.INFO if verbose else logging.WARNING]
     handler: logging.Handler
     if err_console.is_terminal:
         from rich.logging import RichHandler
@@ -76,29 +101,20 @@ def setup_logging(level: LogLevel, verbose: bool) -> None:
         handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(_LevelFilter())
     root = logging.getLogger()
     for old in _installed_handlers:
         root.removeHandler(old)
     _installed_handlers[:] = [handler]
     root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
-    for name in PROJECT_LOGGERS:
-        logging.getLogger(name).setLevel(ours)
+    root.setLevel(min(_levels))
 
 
 def progress_lines_wanted() -> bool:
     """Plain progress lines are information: shown unless the log level asks for warnings and errors only."""
-    return logging.getLogger("agent").getEffectiveLevel() <= logging.INFO
-
-
-HELP_OPTION_NAMES = ["--help"]
-
-
-def plain_output() -> bool:
-    """Whether standard output is a pipe or a file rather than a terminal."""
-    return not sys.stdout.isatty()
+    return _levels[0] <= logging.INFO
 
 
 def _commands(command: Any) -> Iterator[Any]:
@@ -107,6 +123,14 @@ def _commands(command: Any) -> Iterator[Any]:
     yield command
     for sub in (getattr(command, "commands", None) or {}).values():
         yield from _commands(sub)
+
+
+HELP_OPTION_NAMES = ["--help"]
+
+
+def plain_output() -> bool:
+    """Whether standard output is a pipe or a file rather than a terminal."""
+    return not sys.stdout.isatty()
 
 
 class SynthgenGroup(TyperGroup):
