@@ -230,7 +230,9 @@ class PlainReporter:
 
 
 def _fraction(done: float | None, total: float | None) -> str:
-    return f"{done or 0:g}/{total:g}" if total else f"{done or 0:g} done"
+    if total:
+        return f"{done or 0:g}/{total:g}"
+    return f"{done:g} done" if done else "running"
 
 
 def _eta(done: float | None, total: float | None, elapsed: float) -> str:

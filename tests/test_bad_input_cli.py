@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +299,35 @@ def test_two_gigabyte_claim_is_refused_without_downloading_it(run_with: Any, fak
     one_clear_error(result, "/storage/data.jsonl: 2147483649 bytes is over the 2147483648-byte download cap")
     assert fake_flock.body_bytes_sent < 1024 * 1024
     assert not (tmp_path / "runs" / "bad").exists()  # a start that kept nothing leaves no folder (nor a partial file)
+
+
+def serve_whole(body: bytes) -> Callable[[Any], None]:
+    """A storage answer that sends ``body`` whole, with its length."""
+
+    def storage(handler: Any) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return storage
+
+
+def test_a_live_tasks_bad_last_line_is_named_once_not_retried_as_a_cut(run_with: Any, good_task: Path,
+                                                                       tmp_path: Path) -> None:
+    """A whole body with a broken last line: one download, then the task's training set and line are named (not
+    the run's copy, which a failed start removes), with the option that skips such lines."""
+    good = (good_task / "training_set.jsonl").read_bytes()
+    task = json.loads((good_task / "task.json").read_text())
+    with FakeFlock(task, serve_whole(good + b'{"conversations": [')) as server:
+        result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": server.url + "/api/v1"}},
+                          env={"FLOCK_API_KEY": "node-key-for-the-fake-api", "HF_TOKEN": "hf-x", "HF_USERNAME": "x"})
+        downloads = [path for path in server.requests if path.startswith("/storage/")]
+    line = one_clear_error(result, f"training set of task 1, line {len(good.splitlines()) + 1}: bad JSON",
+                           "--skip-bad-lines")
+    assert "cut off" not in line and len(downloads) == 1
+    assert not (tmp_path / "runs" / "bad").exists()
 
 
 # ----- models and endpoints -------------------------------------------------------------------------------------

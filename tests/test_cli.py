@@ -120,7 +120,7 @@ def test_configuration_errors_give_the_line_and_column(tmp_path: Path, name: str
 
 def test_json_errors_say_at_only_once() -> None:
     _, problems = validate_line(b'{"conversations": [{"role": "user", "content": "no end', file="f", line=3)
-    assert str(problems[0]) == "f:3: bad JSON: Unterminated string starting at column 46"
+    assert str(problems[0]) == "f:3: bad JSON: Unterminated string starting at column 48"
 
 
 def test_long_errors_and_the_resume_command_stay_on_one_line_in_a_pipe(tmp_path: Path,
@@ -241,12 +241,12 @@ def test_plain_progress_lines_show_stage_budget_and_a_heartbeat() -> None:
     out = io.StringIO()
     reporter = progress.PlainReporter(Console(file=out, width=300), every_s=0.05)
     budget = RunConfig().budget
-    with progress.reporting(reporter):
-        with progress.stage("bootstrap", 0, {"wall_seconds": 30.0, "synthetic_examples": 0}, budget):
-            with progress.step("score base model on dev", 120) as advance:
-                advance(40)
-                time.sleep(0.3)
-                advance(80)
+    with progress.reporting(reporter), \
+            progress.stage("bootstrap", 0, {"wall_seconds": 30.0, "synthetic_examples": 0}, budget), \
+            progress.step("score base model on dev", 120) as advance:
+        advance(40)
+        time.sleep(0.3)
+        advance(80)
     lines = out.getvalue().splitlines()
     assert "[bootstrap] started; rounds done 0/3; budget used: wall 0:30 of 25:00 (24:30 left), synthetic rows " \
            "0/300" in lines[0]

@@ -133,10 +133,18 @@ def plain_output() -> bool:
     return not sys.stdout.isatty()
 
 
+def _shows_str(param: Any) -> bool:
+    return param.display_type_rich(None) == "<str>"
+
+
+def _no_type(ctx: Any = None) -> None:
+    return None
+
+
 class SynthgenGroup(TyperGroup):
     """The root command group. Before parsing it tidies every command's help: a flag takes no value, so it shows
-    no type (Typer shows ``<bool>``); and outside a terminal, help and usage errors are plain text, not boxes
-    drawn 80 columns wide."""
+    no type (Typer shows ``<bool>``), nor does a named text argument (``RUN_ID``, not ``RUN_ID <str>``); and
+    outside a terminal, help and usage errors are plain text, not boxes drawn 80 columns wide."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         plain = plain_output()
@@ -146,6 +154,9 @@ class SynthgenGroup(TyperGroup):
             for param in [*command.params, *([help_option] if help_option is not None else [])]:
                 if getattr(param, "is_flag", False) and param.metavar is None:
                     param.metavar = ""
+                elif param.param_type_name == "argument" and param.metavar and _shows_str(param):
+                    # A named argument (RUN_ID) says what it takes; "<str>" after it says nothing more.
+                    setattr(param, "display_type_rich", _no_type)  # noqa: B010
             if plain:
                 command.rich_markup_mode = None
         return super().main(*args, **kwargs)

@@ -42,8 +42,9 @@ def _run_row(store: Any, run_id: str) -> dict[str, Any]:
 
 
 def _all_runs(store: Any) -> list[dict[str, Any]]:
-    """Indexed runs and unindexed run folders, newest first."""
-    rows = store.list() + [_run_row(store, run_id) for run_id in store.unindexed()]
+    """Run folders, newest first: the index's rows (of folders still there) and folders it does not know."""
+    indexed = [row for row in store.list() if (store.root / row["run_id"] / "config.json").is_file()]
+    rows = indexed + [_run_row(store, run_id) for run_id in store.unindexed()]
     return sorted(rows, key=lambda row: row["created_at"] or 0, reverse=True)
 
 

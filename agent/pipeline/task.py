@@ -18,6 +18,7 @@ from agent.state import DatasetInfo, TaskInfo
 from agent.toolbox import PreparedTask
 from tools.data import (
     DataIssue,
+    DataValidationError,
     FlockRecord,
     SplitFractions,
     category_counts,
@@ -54,6 +55,13 @@ def _report_skipped(issues: Sequence[DataIssue], skipped: int) -> None:
         logger.warning("  ... and %d more problems", len(issues) - SKIPPED_LINES_SHOWN)
 
 
+def _bad_training_set(task_id: int | str, issue: DataIssue) -> str:
+    """A problem of the task's training set as the task's, not the run's copy's (a failed start removes it)."""
+    where = f"training set of task {task_id}" + (f", line {issue.line}" if issue.line else "")
+    what = f"{issue.field}: {issue.message}" if issue.field else issue.message
+    return f"{where}: {what} (--skip-bad-lines, or task.skip_bad_lines, leaves bad lines out and lists them)"
+
+
 def _plain_text(html_text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html_text or "")).strip()
 
@@ -81,7 +89,10 @@ class PreparedTaskFiles:
         check_base_model(task, config.base_model)
         with progress.step("download training set", None):
             downloaded = env.client.download_training_set(env.task_id, self.folder / TRAINING_SET, task=task)
-        report = load_jsonl(downloaded.path, strict=not config.task.skip_bad_lines)
+        try:
+            report = load_jsonl(downloaded.path, strict=not config.task.skip_bad_lines)
+        except DataValidationError as exc:
+            raise PipelineError(_bad_training_set(task.id, exc.issues[0])) from None
         _report_skipped(report.issues, report.skipped)
         plugin = detect_plugin(report.records)
         fractions = SplitFractions(train=1 - config.eval.dev_fraction - config.eval.test_fraction,
