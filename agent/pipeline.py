@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,6 @@ DEMO_DIRS = {
     "demo": Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "text2sql",
     "demo-fc": Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "function_calling",
 }
-#: The headline generation metric per task type (what the report and the policy's task-metric gap use).
-HEADLINE_METRIC = {"text2sql": "sql_execution", "function_calling": "function_call_accuracy", "chat": "token_f1"}
 
 
 class PipelineError(RuntimeError):
@@ -203,7 +201,7 @@ class PipelineToolbox:
             base_model=self.config.base_model, template=template_for(self.config.base_model),
             split_sizes=splits.sizes(), description_excerpt=_plain_text(task.description)[:400],
         )
-        dataset = DatasetInfo(version=version, original_per_category=self._counts(plugin, splits.train),
+        dataset = DatasetInfo(version=version, original_per_category=plugin.category_counts(splits.train),
                               synthetic_per_category={})
         prepared = PreparedTask(task=info, dataset=dataset, skipped_lines=report.skipped,
                                 training_sha256=downloaded.sha256)
@@ -240,9 +238,6 @@ class PipelineToolbox:
     def split(self, name: str) -> list[FlockRecord]:
         self._load_prepared()
         return self._splits[name]
-
-    def _counts(self, plugin: TaskPlugin, records: Sequence[FlockRecord]) -> dict[str, int]:
-        return dict(sorted(Counter(plugin.categorize(r).primary for r in records).items()))
 
     def _store(self) -> Any:
         from tools.datastore import DataStore
@@ -291,7 +286,7 @@ class PipelineToolbox:
         overall_metric: float | None = None
         per_category_metric: dict[str, float] = {}
         if with_task_metric:
-            metric_name = HEADLINE_METRIC.get(self.task.task_type, "token_f1")
+            metric_name = self.plugin.headline_metric
             with progress.step(f"decode {adapter_id or 'base model'} on {split}", len(records)) as advance, \
                     _applied(model, adapter) as scoring_model:
                 report = task_metrics(scoring_model, tokenizer, records, template=self.task.template,
@@ -326,7 +321,6 @@ class PipelineToolbox:
         from tools.backends import BackendSpec, SamplingSettings
         from tools.generate import Budget, GenerationRequest, generate
         from tools.quality import DedupGate, DedupIndex, LengthGate, default_gates
-        from tools.strategies import make_strategy
 
         previous_name, store = self._current_version()
         previous = store.load_version(previous_name)
@@ -342,7 +336,7 @@ class PipelineToolbox:
                               dedup_index=DedupIndex.load(index_path) if index_path.is_file() else DedupIndex(),
                               length=LengthGate(tokenizer, self.task.template, self.task.context_length))
         gen = self.config.generator
-        strategy: Any = make_strategy(plugin, self.split("train"))
+        strategy: Any = plugin.make_strategy(self.split("train"))
         if gen.backend == "none":
             strategy = WritersOnly(strategy)
         spec = BackendSpec(kind="openai" if gen.backend == "openai" else "local", model=gen.model,
@@ -372,12 +366,12 @@ class PipelineToolbox:
         if dedup is not None:
             dedup.index.save(index_path)
         version = self._save_version(iteration, shards)
-        synthetic = Counter(plugin.categorize(r).primary for r in store.load_version(version).synthetic())
+        synthetic = plugin.category_counts(store.load_version(version).synthetic())
         accepted = {c: p.accepted for c, p in result.per_category.items()}
         acceptance = _gate_pass_rates(result)
         outcome = GenerateOutcome(
-            dataset=DatasetInfo(version=version, original_per_category=self._counts(plugin, self.split("train")),
-                                synthetic_per_category=dict(sorted(synthetic.items())), acceptance=acceptance),
+            dataset=DatasetInfo(version=version, original_per_category=plugin.category_counts(self.split("train")),
+                                synthetic_per_category=synthetic, acceptance=acceptance),
             accepted_per_category=accepted,
             rejected_per_reason=dict(sorted(Counter(r.reason for r in result.rejected if r.reason).items())),
             generation_tokens=result.completion_tokens, seconds=result.seconds, stop_reason=result.stop_reason,

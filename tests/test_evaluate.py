@@ -17,13 +17,13 @@ from tools.evaluate import (
     bpc_from,
     compare_reports,
     flock_score,
-    function_call_probes,
     generate_predictions,
     length_grouped_batches,
     prompt_ids,
     score_adapter_for_validation,
     task_metrics,
 )
+from tools.tasks.function_calling import function_call_probes
 from tools.templates import tokenize_records
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

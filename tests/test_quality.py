@@ -19,15 +19,13 @@ from tools.quality import (
     LengthGate,
     PrivacyGate,
     TaskValidityGate,
-    check_function_calls,
     default_gates,
     find_secret,
     luhn_valid,
-    meta_text,
-    parse_labeled_turns,
     scrub_record,
 )
-from tools.tasks.function_calling import FunctionCallingPlugin
+from tools.tasks.function_calling import FunctionCallingPlugin, check_function_calls
+from tools.tasks.strategy import meta_text, parse_labeled_turns
 from tools.tasks.text2sql import Text2SQLPlugin
 
 SCHEMA = ("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT, country TEXT);\n"

@@ -48,8 +48,6 @@ DEMO_TASKS = {
 }
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_CONTEXT_LENGTH = 4096
-#: What each task's model call writes: one question (SQL), a few short turns (function calling), a dialogue.
-MAX_NEW_TOKENS = {"text2sql": 64, "function_calling": 192, "chat": 320}
 
 
 class CLIError(Exception):
@@ -205,7 +203,6 @@ def _run(*, targets: str, task: str, task_type: str | None, backend: str, model:
          max_new_tokens: int | None, max_attempts: int | None, max_tokens: int | None, max_seconds: float | None,
          embeddings: bool, lenient: bool) -> None:
     from tools.diversity import SentenceEmbedder, build_report, render_report, report_json
-    from tools.strategies import make_strategy
 
     wanted = parse_targets(targets)
     if backend not in ("local", "openai"):
@@ -230,13 +227,13 @@ def _run(*, targets: str, task: str, task_type: str | None, backend: str, model:
     request = GenerationRequest(
         task=plugin.name, targets=wanted, seed_pool=splits.train, backend=spec,
         sampling=SamplingSettings(temperature=temperature, top_p=top_p,
-                                  max_new_tokens=max_new_tokens or MAX_NEW_TOKENS.get(plugin.name, 192)),
+                                  max_new_tokens=max_new_tokens or plugin.strategy_class().max_new_tokens),
         budget=Budget(max_attempts=max_attempts, max_generated_tokens=max_tokens, max_seconds=max_seconds),
         seed=seed, iteration=iteration, batch_size=batch_size,
     )
     console.print(f"[bold]{data.name}[/]: {len(data.training)} training records, task type [cyan]{plugin.name}"
                   f"[/], {len(splits.train)} seeds, {len(held_out)} held out; targets {wanted}")
-    strategy = make_strategy(plugin, splits.train)
+    strategy = plugin.make_strategy(splits.train)
     generator = make_backend(spec)
 
     def report_progress(p: BatchProgress) -> None:

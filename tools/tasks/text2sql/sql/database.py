@@ -3,7 +3,7 @@
 Rows get values chosen by column name and type (person names, cities, countries, titles, genres, statuses, dates,
 years, prices, quantities, ratings, ...); personal-looking values are clearly synthetic (``user12@example.com``,
 ``555-0142``). Foreign-key columns point at existing parent rows. A *literal pool* (``"table.column"`` -> values,
-usually taken from the task's real queries by :func:`tools.sql.literals.literal_pool`) puts those values in the
+usually taken from the task's real queries by :func:`.literals.literal_pool`) puts those values in the
 data, so a real query's filter such as ``city = 'Berlin'`` or ``year > 2021`` returns rows; numeric pool values
 also get neighbours just above and below them so range comparisons match too.
 
@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tools.sql import vocab
-from tools.sql.schema import Column, ForeignKey, Schema, Table, parse_schema
+from tools.tasks.text2sql.sql import vocab
+from tools.tasks.text2sql.sql.schema import Column, ForeignKey, Schema, Table, parse_schema
 
 SQLValue = int | float | str | None
 #: ``"table.column"`` (lower case) -> values that must appear in that column.
@@ -657,8 +657,8 @@ def build_database(schema: Schema | str, *, seed: int = 0, literal_pool: Literal
 
     ``literal_pool`` values each appear in their column; each ``literal_rows`` group appears together in one row.
 
-    The connection is writable; pass it to :func:`tools.sql.sandbox.lock_down` (or use
-    :func:`tools.sql.sandbox.sandbox_database`) before running SQL a model wrote.
+    The connection is writable; pass it to :func:`.sandbox.lock_down` (or use
+    :func:`.sandbox.sandbox_database`) before running SQL a model wrote.
     """
     text = schema.text if isinstance(schema, Schema) else schema
     row_items = tuple(tuple(sorted((k.lower(), v) for k, v in group.items())) for group in literal_rows)

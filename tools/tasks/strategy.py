@@ -9,18 +9,23 @@ A strategy works in two halves so the engine can batch model calls across many e
    record with provenance) or a :class:`Rejection` with a reason code.
 
 The engine then runs the quality gates on candidates and records provenance for accepted and rejected rows.
+A task plugin offers its strategies by name (:attr:`tools.tasks.base.TaskPlugin.strategies`). The helpers at the
+end read model-written dialogue (``USER n:`` / ``ASSISTANT n:`` lines) and spot generator meta-text.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tools.data import FlockRecord
-from tools.tasks.base import TaskPlugin
+
+if TYPE_CHECKING:
+    from tools.tasks.base import TaskPlugin
 
 
 @dataclass
@@ -62,7 +67,10 @@ class Rejection:
 class GenerationStrategy(ABC):
     """Generates examples of a task type, anchored on the task's real (seed) examples."""
 
-    name: str
+    #: The strategy's name, as plugins offer it and provenance records it.
+    name: ClassVar[str]
+    #: How many tokens the model writes for one draft, by default (what a strategy asks of the model).
+    max_new_tokens: ClassVar[int] = 192
 
     def __init__(self, plugin: TaskPlugin, seeds: Sequence[FlockRecord]):
         self.plugin = plugin
@@ -75,3 +83,33 @@ class GenerationStrategy(ABC):
     @abstractmethod
     def complete(self, draft: Draft, model_text: str | None) -> Candidate | Rejection:
         """Finish a draft with the model's output (None when the draft asked for no model call)."""
+
+
+# ----- model-written text -----------------------------------------------------------------------------------
+_LABEL = re.compile(r"^\W{0,3}(USER|ASSISTANT)\s*(\d+)?\s*[*_]{0,2}\s*[:：]\s*[*_]{0,2}\s*",
+                    re.IGNORECASE | re.MULTILINE)
+_META = re.compile(
+    r"\b(here(?:'s| is| are) (?:the|a|an|your) (?:new )?(?:conversation|dialogue|request|reply|response|example|"
+    r"question|answer)s?|exchange \d|the user(?:'s)? (?:request|message|question) (?:is|was)|the (?:assistant|"
+    r"ai)(?:'s)? (?:reply|response) (?:is|was)|as requested,|the answer (?:is|would be)\s*:|note:|"
+    r"labeled lines?|tool result:)",
+    re.IGNORECASE,
+)
+
+
+def parse_labeled_turns(text: str) -> list[tuple[str, str]]:
+    """``USER n: ...`` / ``ASSISTANT n: ...`` lines as ``(role, content)`` pairs, multi-line contents joined;
+    anything before the first label is ignored."""
+    matches = list(_LABEL.finditer(text))
+    turns = []
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        content = " ".join(text[match.end():end].split())
+        turns.append(("user" if match.group(1).lower() == "user" else "assistant", content))
+    return turns
+
+
+def meta_text(text: str) -> str | None:
+    """The first piece of generator meta-text ("Here is the conversation", "Note:") in ``text``, or None."""
+    match = _META.search(text)
+    return match.group() if match else None

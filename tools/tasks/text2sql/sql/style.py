@@ -13,7 +13,7 @@ from typing import Literal
 
 from sqlglot import exp
 
-from tools.sql.literals import parse_sql
+from tools.tasks.text2sql.sql.literals import parse_sql
 
 
 @dataclass(frozen=True)

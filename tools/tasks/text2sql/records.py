@@ -1,4 +1,4 @@
-"""Text-to-SQL tasks: the schema is in the prompt as CREATE TABLE statements, the answer is one SQL query.
+"""Reading text-to-SQL records: the schema is in the prompt as CREATE TABLE statements, the answer is one query.
 
 Categories come from the SQL syntax tree (sqlglot). An example carries every category that applies; its primary
 category is the first in :data:`CATEGORY_PRIORITY`, the most demanding construct the query uses.
@@ -7,7 +7,6 @@ category is the first in :data:`CATEGORY_PRIORITY`, the most demanding construct
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,7 +14,6 @@ import sqlglot
 from sqlglot import exp
 
 from tools.data import FlockRecord
-from tools.tasks.base import Categorization, TaskPlugin
 
 CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "set_operation": "UNION / INTERSECT / EXCEPT of two queries",
@@ -29,7 +27,7 @@ CATEGORY_DESCRIPTIONS: dict[str, str] = {
 CATEGORY_PRIORITY: tuple[str, ...] = tuple(CATEGORY_DESCRIPTIONS)
 UNPARSABLE = "unparsable"
 
-_CREATE_TABLE = re.compile(r"CREATE\s+TABLE\b.*?\)\s*;", re.IGNORECASE | re.DOTALL)
+CREATE_TABLE = re.compile(r"CREATE\s+TABLE\b.*?\)\s*;", re.IGNORECASE | re.DOTALL)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 _QUESTION_PREFIX = re.compile(r"^(question|q|input|request)\s*:\s*", re.IGNORECASE)
 
@@ -44,10 +42,10 @@ class Text2SQLPrompt:
 
 def parse_prompt(user_text: str) -> Text2SQLPrompt:
     """Split a user turn into its CREATE TABLE statements and the question that follows them."""
-    statements = _CREATE_TABLE.findall(user_text)
+    statements = CREATE_TABLE.findall(user_text)
     schema = "\n".join(s.strip() for s in statements)
     end = 0
-    for match in _CREATE_TABLE.finditer(user_text):
+    for match in CREATE_TABLE.finditer(user_text):
         end = match.end()
     rest = user_text[end:].strip() if statements else user_text.strip()
     question = _QUESTION_PREFIX.sub("", rest).strip()
@@ -102,32 +100,10 @@ def looks_like_sql(text: str) -> bool:
     return bool(re.match(r"^\s*(```sql\s*)?(SELECT|WITH)\b", text, re.IGNORECASE))
 
 
-class Text2SQLPlugin(TaskPlugin):
-    name = "text2sql"
-    description = "Text-to-SQL: schema (CREATE TABLE) and question in, one SQL query out."
-
-    def detect(self, records: Sequence[FlockRecord]) -> float:
-        hits = 0
-        for record in records:
-            prompt_text = (record.system or "") + "\n" + record.first_user_text()
-            answers = record.assistant_texts()
-            if _CREATE_TABLE.search(prompt_text) and answers and looks_like_sql(answers[-1]):
-                hits += 1
-        return hits / len(records) if records else 0.0
-
-    def categorize(self, record: FlockRecord) -> Categorization:
-        answers = record.assistant_texts()
-        primary, tags = categorize_sql(answers[-1]) if answers else (UNPARSABLE, ())
-        return Categorization(primary=primary, tags=tags or (primary,))
-
-    def categories(self) -> dict[str, str]:
-        return dict(CATEGORY_DESCRIPTIONS)
-
-    @staticmethod
-    def prompt_of(record: FlockRecord) -> Text2SQLPrompt:
-        """Schema and question of a record; a schema given in the system prompt counts too."""
-        prompt = parse_prompt(record.first_user_text())
-        if not prompt.schema and record.system:
-            system_prompt = parse_prompt(record.system)
-            return Text2SQLPrompt(schema=system_prompt.schema, question=prompt.question)
-        return prompt
+def prompt_of(record: FlockRecord) -> Text2SQLPrompt:
+    """Schema and question of a record; a schema given in the system prompt counts too."""
+    prompt = parse_prompt(record.first_user_text())
+    if not prompt.schema and record.system:
+        system_prompt = parse_prompt(record.system)
+        return Text2SQLPrompt(schema=system_prompt.schema, question=prompt.question)
+    return prompt

@@ -6,7 +6,7 @@ aliases, DISTINCT, BETWEEN, LIKE, IN lists, OR, several conditions, HAVING, ORDE
 foreign keys (declared or inferred from names); aggregates apply to numeric columns; GROUP BY uses categorical
 columns or an entity's key and name; filter values come from a *witness row* of the data, so a query's conditions
 hold for at least one row. Every query is executed in the sandbox and kept only when it runs, returns at least
-one row, and :func:`tools.tasks.text2sql.categorize_sql` gives it exactly the requested primary category.
+one row, and :func:`tools.tasks.text2sql.records.categorize_sql` gives it exactly the requested primary category.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from tools.sql import vocab
-from tools.sql.database import SQLValue, name_words, singular
-from tools.sql.sandbox import run_query
-from tools.sql.schema import ForeignKey, Schema, Table
-from tools.sql.style import SQLStyle
-from tools.tasks.text2sql import CATEGORY_PRIORITY, categorize_sql
+from tools.tasks.text2sql.records import CATEGORY_PRIORITY, categorize_sql
+from tools.tasks.text2sql.sql import vocab
+from tools.tasks.text2sql.sql.database import SQLValue, name_words, singular
+from tools.tasks.text2sql.sql.sandbox import run_query
+from tools.tasks.text2sql.sql.schema import ForeignKey, Schema, Table
+from tools.tasks.text2sql.sql.style import SQLStyle
 
 Role = Literal["key", "fk", "flag", "number", "year", "date", "category", "label", "text"]
 Row = dict[tuple[str, str], SQLValue]

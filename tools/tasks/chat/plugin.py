@@ -6,44 +6,41 @@ length bucket of the assistant's replies. Tags carry both.
 
 from __future__ import annotations
 
-import hashlib
-import re
+import itertools
 from collections import Counter
 from collections.abc import Sequence
+from typing import Self
 
 from tools.data import FlockRecord
-from tools.tasks.base import Categorization, TaskPlugin
+from tools.tasks.base import Categorization, GateCheck, TaskMetric, TaskPlugin, fail, ok
+from tools.tasks.chat.categories import LENGTH_BUCKETS, length_bucket, persona_id
+from tools.tasks.chat.strategy import ChatStrategy
+from tools.text import tokens
 
-LENGTH_BUCKETS: dict[str, str] = {
-    "short": "assistant replies under 60 words on average",
-    "medium": "assistant replies of 60-200 words on average",
-    "long": "assistant replies over 200 words on average",
-}
 MAX_PERSONAS = 16
 MIN_PERSONA_RECORDS = 3
 
 
-def length_bucket(record: FlockRecord) -> str:
-    replies = record.assistant_texts()
-    words = sum(len(r.split()) for r in replies) / max(1, len(replies))
-    if words < 60:
-        return "short"
-    return "medium" if words <= 200 else "long"
-
-
-def persona_id(system: str | None) -> str:
-    """A short stable name for a system prompt: its first words plus a hash of the whole text."""
-    text = (system or "").strip()
-    if not text:
-        return "persona:none"
-    words = re.findall(r"\w+", text.lower())[:3]
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
-    return "persona:" + "-".join([*words, digest])
+def check_dialogue(record: FlockRecord) -> GateCheck:
+    """Plain dialogue: starts with the user, alternates user/assistant, no reply repeated verbatim."""
+    roles = [t.role for t in record.conversations]
+    if roles[0] != "user":
+        return fail("chat_bad_order", f"first turn is {roles[0]!r}, expected 'user'")
+    for index, (prev, cur) in enumerate(itertools.pairwise(roles), start=1):
+        if prev == cur:
+            return fail("chat_bad_order", f"conversations[{index}]: two {cur!r} turns in a row")
+    replies = [" ".join(tokens(r)) for r in record.assistant_texts()]
+    if len(set(replies)) < len(replies):
+        return fail("chat_repeated_reply", "an assistant reply is repeated verbatim")
+    return ok()
 
 
 class ChatPlugin(TaskPlugin):
     name = "chat"
     description = "Chat / character role-play: multi-turn dialogue scored on the assistant's replies."
+    strategies = (ChatStrategy,)
+    metrics = (TaskMetric("token_f1"), TaskMetric("bleu"))
+    headline_metric = "token_f1"
 
     def __init__(self) -> None:
         self.personas: dict[str, str] = {}
@@ -54,7 +51,7 @@ class ChatPlugin(TaskPlugin):
         plain = sum(1 for r in records if all(t.role in ("user", "assistant") for t in r.conversations))
         return 0.5 * plain / len(records)
 
-    def fit(self, records: Sequence[FlockRecord]) -> ChatPlugin:
+    def fit(self, records: Sequence[FlockRecord]) -> Self:
         counts = Counter(persona_id(r.system) for r in records)
         recurring = {p: n for p, n in counts.items() if n >= MIN_PERSONA_RECORDS}
         if 2 <= len(recurring) <= MAX_PERSONAS and sum(recurring.values()) >= 0.8 * len(records):
@@ -76,3 +73,6 @@ class ChatPlugin(TaskPlugin):
         if self.personas:
             return {**self.personas, "persona:other": "a system prompt seen fewer than 3 times"}
         return dict(LENGTH_BUCKETS)
+
+    def check_validity(self, record: FlockRecord) -> GateCheck:
+        return check_dialogue(record)

@@ -1,10 +1,10 @@
 """Text-to-SQL generation, SQL first: sample an executable query, then have a model write its question.
 
 For a target category, :meth:`Text2SQLStrategy.draft` picks a domain (a schema shared by seed records), samples a
-query of exactly that category from the domain's synthesized database (:mod:`tools.sql.sampler`, in the seeds'
+query of exactly that category from the domain's synthesized database (:mod:`.sql.sampler`, in the seeds'
 SQL style), and renders the ``text2sql_question`` prompt with 2-4 real seed examples of the same category as
 anchors. :meth:`Text2SQLStrategy.complete` takes the model's text, keeps the question if it is faithful to the
-SQL (:func:`tools.sql.render.faithfulness`) and otherwise uses the grammar-based renderer's question; with no
+SQL (:func:`.sql.render.faithfulness`) and otherwise uses the grammar-based renderer's question; with no
 model (``model_text=None``) the renderer writes it directly. The record copies the seeds' format exactly: the
 most common system text and user-turn layout around the schema and the question, with the SQL as the answer.
 
@@ -24,18 +24,17 @@ from typing import Any
 
 from prompts import load_prompt, text_hash
 from tools.data import FlockRecord, Turn
-from tools.sql.literals import literal_pool, literal_rows
-from tools.sql.render import FaithCheck, faithfulness, render_question
-from tools.sql.sampler import QuerySampler, SampledQuery, SamplerError
-from tools.sql.sandbox import sandbox_database
-from tools.sql.schema import Schema, SchemaError, parse_schema
-from tools.sql.style import SQLStyle, infer_style
-from tools.strategies.base import Candidate, Draft, GenerationStrategy, Rejection
 from tools.tasks.base import TaskPlugin
-from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql, clean_sql
+from tools.tasks.strategy import Candidate, Draft, GenerationStrategy, Rejection
+from tools.tasks.text2sql.records import CATEGORY_PRIORITY, CREATE_TABLE, categorize_sql, clean_sql, prompt_of
+from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows
+from tools.tasks.text2sql.sql.render import FaithCheck, faithfulness, render_question
+from tools.tasks.text2sql.sql.sampler import QuerySampler, SampledQuery, SamplerError
+from tools.tasks.text2sql.sql.sandbox import sandbox_database
+from tools.tasks.text2sql.sql.schema import Schema, SchemaError, parse_schema
+from tools.tasks.text2sql.sql.style import SQLStyle, infer_style
 
 PROMPT_ID = "text2sql_question"
-_CREATE_TABLE = re.compile(r"CREATE\s+TABLE\b.*?\)\s*;", re.IGNORECASE | re.DOTALL)
 _SCHEMA_SLOT = "\x00SCHEMA\x00"
 _QUESTION_SLOT = "\x00QUESTION\x00"
 _LIST_MARKER = re.compile(r"^\s*(?:[-*>]|\d+[.)])\s+")
@@ -77,7 +76,7 @@ class Domain:
 def question_of(record: FlockRecord) -> str:
     """A seed's question: what follows the schema, and of several lines the last (headers such as
     ``### Question`` or ``Question:`` are layout, not question)."""
-    text = Text2SQLPlugin.prompt_of(record).question
+    text = prompt_of(record).question
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
@@ -92,7 +91,7 @@ def _frame_of(record: FlockRecord) -> tuple[RecordFrame, str] | None:
         return None
     for where in ("user", "system"):
         text = user if where == "user" else (record.system or "")
-        matches = list(_CREATE_TABLE.finditer(text))
+        matches = list(CREATE_TABLE.finditer(text))
         if not matches:
             continue
         start, end = matches[0].start(), matches[-1].end()
@@ -156,6 +155,7 @@ class Text2SQLStrategy(GenerationStrategy):
     """SQL-first generation for text-to-SQL tasks (see the module docstring)."""
 
     name = "sql_first"
+    max_new_tokens = 64
 
     def __init__(self, plugin: TaskPlugin, seeds: Sequence[FlockRecord], *, database_seed: int = 0,
                  examples: tuple[int, int] = (2, 4)):

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from tools.sql.database import BOOLEAN_WORDS, name_words, singular
-from tools.sql.literals import like_text, literal_value, parse_sql, query_literals
-from tools.sql.schema import Schema
+from tools.tasks.text2sql.sql.database import BOOLEAN_WORDS, name_words, singular
+from tools.tasks.text2sql.sql.literals import like_text, literal_value, parse_sql, query_literals
+from tools.tasks.text2sql.sql.schema import Schema
 
 _IRREGULAR = {"person": "people", "child": "children", "staff": "staff", "man": "men", "woman": "women",
               "data": "data", "series": "series", "species": "species", "info": "info"}

@@ -3,9 +3,9 @@
 For each example, ``databases`` (default 3) SQLite databases are synthesized from the example's schema with
 different seeds, filled with realistic rows whose values include the literals of both queries (so a filter such
 as ``city = 'Berlin'`` selects rows and a wrong filter shows), with a row meeting each AND of the gold's conditions
-on one table. Gold and prediction run on each database in the
-sandbox (in-memory, read-only authorizer, time limit, row cap; see :mod:`tools.sql.sandbox`). The example scores
-1 when every database gives equal results, else 0.
+on one table. Gold and prediction run on each database in the sandbox (in-memory, read-only authorizer, time
+limit, row cap; see :mod:`tools.tasks.text2sql.sql.sandbox`). The example scores 1 when every database gives
+equal results, else 0.
 
 Comparison rules:
 - rows are tuples in SELECT order; column names and aliases are ignored (``SELECT COUNT(*) AS n`` equals
@@ -36,10 +36,10 @@ import datasets
 import evaluate
 from sqlglot import exp
 
-from tools.sql.literals import literal_pool, literal_rows, parse_sql
-from tools.sql.sandbox import DEFAULT_TIMEOUT_S, run_query, sandbox_database
-from tools.sql.schema import Schema, SchemaError, parse_schema
-from tools.tasks.text2sql import UNPARSABLE, categorize_sql, clean_sql
+from tools.tasks.text2sql.records import UNPARSABLE, categorize_sql, clean_sql
+from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows, parse_sql
+from tools.tasks.text2sql.sql.sandbox import DEFAULT_TIMEOUT_S, run_query, sandbox_database
+from tools.tasks.text2sql.sql.schema import Schema, SchemaError, parse_schema
 
 ColumnOrder = Literal["strict", "any"]
 _MAX_PERMUTED_COLUMNS = 6

@@ -31,8 +31,8 @@ from typing import Literal
 import sqlglot
 from sqlglot import exp
 
-from tools.sql.database import LiteralPool, LiteralRow, SQLValue, build_database
-from tools.sql.schema import Schema, SchemaError, parse_schema
+from tools.tasks.text2sql.sql.database import LiteralPool, LiteralRow, SQLValue, build_database
+from tools.tasks.text2sql.sql.schema import Schema, SchemaError, parse_schema
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_ROWS = 10_000
@@ -95,7 +95,7 @@ def lock_down(conn: sqlite3.Connection) -> sqlite3.Connection:
 
 def sandbox_database(schema: Schema | str, *, seed: int = 0, literal_pool: LiteralPool | None = None,
                      literal_rows: Sequence[LiteralRow] = ()) -> sqlite3.Connection:
-    """A synthesized database (see :func:`tools.sql.database.build_database`), locked down for untrusted SQL."""
+    """A synthesized database (see :func:`.database.build_database`), locked down for untrusted SQL."""
     return lock_down(build_database(schema, seed=seed, literal_pool=literal_pool, literal_rows=literal_rows))
 
 

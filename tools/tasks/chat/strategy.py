@@ -16,10 +16,9 @@ from collections.abc import Sequence
 
 from prompts import load_prompt, text_hash
 from tools.data import FlockRecord, Turn
-from tools.quality import meta_text, parse_labeled_turns
-from tools.strategies.base import Candidate, Draft, GenerationStrategy, Rejection
 from tools.tasks.base import TaskPlugin
-from tools.tasks.chat import length_bucket
+from tools.tasks.chat.categories import length_bucket
+from tools.tasks.strategy import Candidate, Draft, GenerationStrategy, Rejection, meta_text, parse_labeled_turns
 
 #: Reply-length instruction and word limits per length bucket (the chat plugin's thresholds).
 REPLY_LENGTHS: dict[str, tuple[str, int, int]] = {
@@ -41,6 +40,7 @@ class ChatStrategy(GenerationStrategy):
     """New multi-turn dialogues in the persona and shape of real conversations of the target category."""
 
     name = "chat_persona"
+    max_new_tokens = 320
 
     def __init__(self, plugin: TaskPlugin, seeds: Sequence[FlockRecord]):
         super().__init__(plugin, seeds)
