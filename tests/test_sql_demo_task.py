@@ -12,8 +12,8 @@ from tools.data import FlockRecord, load_jsonl
 from tools.tasks.strategy import Candidate, Draft
 from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql
 from tools.tasks.text2sql.metrics.sql_execution.sql_execution import execution_accuracy
+from tools.tasks.text2sql.sql.faithfulness import faithfulness
 from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows
-from tools.tasks.text2sql.sql.render import faithfulness
 from tools.tasks.text2sql.sql.sampler import QuerySampler
 from tools.tasks.text2sql.sql.sandbox import check_sql, run_query, sandbox_database
 from tools.tasks.text2sql.sql.schema import parse_schema

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tools.tasks.text2sql import CATEGORY_PRIORITY
-from tools.tasks.text2sql.sql.render import RenderError, faithfulness, render_question
+from tools.tasks.text2sql.sql.faithfulness import faithfulness
+from tools.tasks.text2sql.sql.render import RenderError, render_question
 from tools.tasks.text2sql.sql.sampler import QuerySampler
 from tools.tasks.text2sql.sql.sandbox import sandbox_database
 from tools.tasks.text2sql.sql.schema import Schema, parse_schema

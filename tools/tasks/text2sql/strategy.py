@@ -4,7 +4,7 @@ For a target category, :meth:`Text2SQLStrategy.draft` picks a domain (a schema s
 query of exactly that category from the domain's synthesized database (:mod:`.sql.sampler`, in the seeds'
 SQL style), and renders the ``text2sql_question`` prompt with 2-4 real seed examples of the same category as
 anchors. :meth:`Text2SQLStrategy.complete` takes the model's text, keeps the question if it is faithful to the
-SQL (:func:`.sql.render.faithfulness`) and otherwise uses the grammar-based renderer's question; with no
+SQL (:func:`.sql.faithfulness.faithfulness`) and otherwise uses the grammar-based renderer's question; with no
 model (``model_text=None``) the renderer writes it directly. The record copies the seeds' format exactly: the
 most common system text and user-turn layout around the schema and the question, with the SQL as the answer.
 
@@ -27,8 +27,9 @@ from tools.data import FlockRecord, Turn
 from tools.tasks.base import TaskPlugin
 from tools.tasks.strategy import Candidate, Draft, GenerationStrategy, Rejection
 from tools.tasks.text2sql.records import CATEGORY_PRIORITY, CREATE_TABLE, categorize_sql, clean_sql, prompt_of
+from tools.tasks.text2sql.sql.faithfulness import FaithCheck, faithfulness
 from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows
-from tools.tasks.text2sql.sql.render import FaithCheck, faithfulness, render_question
+from tools.tasks.text2sql.sql.render import render_question
 from tools.tasks.text2sql.sql.sampler import QuerySampler, SampledQuery, SamplerError
 from tools.tasks.text2sql.sql.sandbox import sandbox_database
 from tools.tasks.text2sql.sql.schema import Schema, SchemaError, parse_schema
