@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from tools.tasks.text2sql.sql.database import name_words
 from tools.tasks.text2sql.sql.literals import parse_sql, query_literals
 from tools.tasks.text2sql.sql.schema import Schema
-from tools.tasks.text2sql.sql.words import lemma_of, lemmas_of, table_noun
+from tools.tasks.text2sql.sql.words import lemma_of, lemmas_of, name_words, table_noun
 
 _STOP_COLUMN_WORDS = {"id", "no", "num", "the", "of", "and", "is", "at", "on", "in"}
 _META = re.compile(

@@ -14,8 +14,9 @@ from functools import lru_cache
 import sqlglot
 from sqlglot import exp
 
-from tools.tasks.text2sql.sql.database import SQLValue, pool_key
+from tools.tasks.text2sql.sql.database import pool_key
 from tools.tasks.text2sql.sql.schema import Schema
+from tools.tasks.text2sql.sql.values import SQLValue
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Is)
 

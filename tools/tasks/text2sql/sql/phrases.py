@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from tools.tasks.text2sql.sql.database import BOOLEAN_WORDS, name_words
-from tools.tasks.text2sql.sql.literals import like_text
+from tools.tasks.text2sql.sql.literals import like_text, literal_value
 from tools.tasks.text2sql.sql.schema import Schema
+from tools.tasks.text2sql.sql.values import BOOLEAN_WORDS
 from tools.tasks.text2sql.sql.words import (
     article,
     humanize,
     join_words,
     lemma_of,
-    literal_text,
+    name_words,
     plural_noun,
     table_noun,
 )
@@ -31,6 +31,13 @@ from tools.tasks.text2sql.sql.words import (
 FUNC_SYNONYMS = {"AVG": ("average", "mean"), "SUM": ("total", "combined"), "MAX": ("highest", "maximum"),
                  "MIN": ("lowest", "minimum")}
 _DATE_WORDS = {"date", "day", "time", "departure", "arrival", "created", "updated", "dob", "birthday"}
+
+
+def literal_text(node: exp.Expr) -> str:
+    value = literal_value(node)
+    if isinstance(node, exp.Neg):
+        return "-" + str(node.this.this)
+    return str(node.this) if isinstance(node, exp.Literal) else str(value)
 
 
 @dataclass

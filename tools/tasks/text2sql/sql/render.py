@@ -15,11 +15,10 @@ import re
 
 from sqlglot import exp
 
-from tools.tasks.text2sql.sql.database import name_words
 from tools.tasks.text2sql.sql.literals import parse_sql
-from tools.tasks.text2sql.sql.phrases import FUNC_SYNONYMS, PhraseWriter, SelectScope
+from tools.tasks.text2sql.sql.phrases import FUNC_SYNONYMS, PhraseWriter, SelectScope, literal_text
 from tools.tasks.text2sql.sql.schema import Schema
-from tools.tasks.text2sql.sql.words import join_words, lemma_of, lemmas_of, literal_text, plural_noun, table_noun
+from tools.tasks.text2sql.sql.words import join_words, lemma_of, lemmas_of, name_words, plural_noun, table_noun
 
 
 class RenderError(ValueError):

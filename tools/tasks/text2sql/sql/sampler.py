@@ -23,10 +23,11 @@ from typing import Literal
 
 from tools.tasks.text2sql.records import CATEGORY_PRIORITY, categorize_sql
 from tools.tasks.text2sql.sql import shapes_basic, shapes_join_group, shapes_nested_set
-from tools.tasks.text2sql.sql.database import SQLValue, name_words
 from tools.tasks.text2sql.sql.sandbox import run_query
 from tools.tasks.text2sql.sql.schema import Schema, Table
 from tools.tasks.text2sql.sql.style import SQLStyle
+from tools.tasks.text2sql.sql.values import SQLValue
+from tools.tasks.text2sql.sql.words import name_words
 from tools.tasks.text2sql.sql.writer import From, QueryWriter, Shape, ShapeBook, sql_ident
 
 Role = Literal["key", "fk", "flag", "number", "year", "date", "category", "label", "text"]

@@ -31,8 +31,9 @@ from typing import Literal
 import sqlglot
 from sqlglot import exp
 
-from tools.tasks.text2sql.sql.database import LiteralPool, LiteralRow, SQLValue, build_database
+from tools.tasks.text2sql.sql.database import LiteralPool, LiteralRow, build_database
 from tools.tasks.text2sql.sql.schema import Schema, SchemaError, parse_schema
+from tools.tasks.text2sql.sql.values import SQLValue
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_ROWS = 10_000

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import sqlglot
 from sqlglot import exp
@@ -72,6 +73,20 @@ class ForeignKey:
     declared: bool = True
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_NamedT = TypeVar("_NamedT", bound=_Named)
+
+
+def _by_name(items: Iterable[_NamedT], name: str) -> _NamedT | None:
+    """The item called ``name``; SQLite names are case-insensitive."""
+    lowered = name.lower()
+    return next((item for item in items if item.name.lower() == lowered), None)
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -80,8 +95,7 @@ class Table:
     create_sql: str
 
     def column(self, name: str) -> Column | None:
-        lowered = name.lower()
-        return next((c for c in self.columns if c.name.lower() == lowered), None)
+        return _by_name(self.columns, name)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -97,8 +111,7 @@ class Schema:
     text: str
 
     def table(self, name: str) -> Table | None:
-        lowered = name.lower()
-        return next((t for t in self.tables if t.name.lower() == lowered), None)
+        return _by_name(self.tables, name)
 
     def require_table(self, name: str) -> Table:
         table = self.table(name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.tasks.text2sql.sql.database import name_words
+from tools.tasks.text2sql.sql.words import name_words
 from tools.tasks.text2sql.sql.writer import From, QueryWriter, Scope, ShapeBook
 
 SHAPES = ShapeBook()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tools.tasks.text2sql.sql import vocab
-from tools.tasks.text2sql.sql.database import SQLValue, name_words, singular
 from tools.tasks.text2sql.sql.schema import ForeignKey, Table
+from tools.tasks.text2sql.sql.values import SQLValue
+from tools.tasks.text2sql.sql.words import name_words, singular
 from tools.tasks.text2sql.sql.writer import (
     From,
     QueryWriter,

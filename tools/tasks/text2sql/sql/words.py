@@ -1,14 +1,27 @@
-"""English for SQL names: plurals, articles, lemmas, readable column and table names, literal values."""
+"""English for SQL names: the words of an identifier, singulars and plurals, articles, lemmas, readable names."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from sqlglot import exp
 
-from tools.tasks.text2sql.sql.database import name_words, singular
-from tools.tasks.text2sql.sql.literals import literal_value
+def name_words(name: str) -> list[str]:
+    """The lower-case words of an identifier: ``unit_price`` and ``unitPrice`` give ``['unit', 'price']``."""
+    parts = re.split(r"[_\s]+|(?<=[a-z])(?=[A-Z])", name)
+    return [p.lower() for p in parts if p]
+
+
+def singular(word: str) -> str:
+    """A plural English noun's singular (``categories`` -> ``category``); other words unchanged."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "ches", "shes", "xes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
 
 _IRREGULAR = {"person": "people", "child": "children", "staff": "staff", "man": "men", "woman": "women",
               "data": "data", "series": "series", "species": "species", "info": "info"}
@@ -58,13 +71,6 @@ def join_words(items: Sequence[str], conjunction: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
-
-
-def literal_text(node: exp.Expr) -> str:
-    value = literal_value(node)
-    if isinstance(node, exp.Neg):
-        return "-" + str(node.this.this)
-    return str(node.this) if isinstance(node, exp.Literal) else str(value)
 
 
 def lemmas_of(text: str) -> set[str]:

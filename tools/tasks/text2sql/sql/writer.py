@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from tools.tasks.text2sql.sql.database import SQLValue, name_words
 from tools.tasks.text2sql.sql.sandbox import run_query
 from tools.tasks.text2sql.sql.schema import ForeignKey, Table
+from tools.tasks.text2sql.sql.values import SQLValue
+from tools.tasks.text2sql.sql.words import name_words
 
 if TYPE_CHECKING:
     from tools.tasks.text2sql.sql.sampler import ColumnInfo, QuerySampler, Role, Row
