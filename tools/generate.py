@@ -107,8 +107,8 @@ class GenerationRequest(BaseModel):
 class Provenance(BaseModel):
     """Where a row came from and what the gates said about it."""
 
-    strategy: str
-    writer: str = ""
+    strategy: str = Field(description="the name of the generation strategy")
+    writer: str = Field("", description='who wrote the row: "llm", a deterministic writer, or "mixed"')
     prompt_id: str = ""
     prompt_hash: str = ""
     model: str = ""

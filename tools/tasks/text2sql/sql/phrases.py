@@ -189,25 +189,18 @@ class PhraseWriter:
         if isinstance(node, exp.Or):
             parts = [self.cond(p, scope, skip_links=skip_links) for p in (node.this, node.expression)]
             return " or ".join(p for p in parts if p)
-        if isinstance(node, exp.Not):
-            inner = node.this
-            if isinstance(inner, exp.Exists):
-                return self.exists(inner, scope, negate=True)
-            if isinstance(inner, exp.In):
-                return self.in_condition(inner, scope, negate=True)
-            if isinstance(inner, exp.Is):
-                return self.is_condition(inner, scope, negate=True)
-            if isinstance(inner, exp.Like):
-                return self.like(inner, scope, negate=True)
-            return f"that do not satisfy this: {self.cond(inner, scope)}"
-        if isinstance(node, exp.Exists):
-            return self.exists(node, scope, negate=False)
-        if isinstance(node, exp.In):
-            return self.in_condition(node, scope, negate=False)
-        if isinstance(node, exp.Is):
-            return self.is_condition(node, scope, negate=False)
-        if isinstance(node, exp.Like | exp.ILike):
-            return self.like(node, scope, negate=False)
+        negate = isinstance(node, exp.Not)
+        target = node.this if negate else node
+        if isinstance(target, exp.Exists):
+            return self.exists(target, scope, negate=negate)
+        if isinstance(target, exp.In):
+            return self.in_condition(target, scope, negate=negate)
+        if isinstance(target, exp.Is):
+            return self.is_condition(target, scope, negate=negate)
+        if isinstance(target, exp.Like) or (isinstance(target, exp.ILike) and not negate):
+            return self.like(target, scope, negate=negate)
+        if negate:
+            return f"that do not satisfy this: {self.cond(target, scope)}"
         if isinstance(node, exp.Between):
             subject = self.operand_noun(node.this, scope)
             low, high = self.operand(node.args["low"], scope), self.operand(node.args["high"], scope)

@@ -70,13 +70,16 @@ class ColumnInfo:
 
 @dataclass(frozen=True)
 class SampledQuery:
-    """A sampled query that ran: its SQL, its categories, the shape that wrote it and what it returned."""
+    """A sampled query that ran: its SQL and the shape that wrote it, its categories, the tables it reads and what
+    it returned."""
 
     sql: str
+    shape: str
+    #: The primary category, and every category the query has.
     category: str
     tags: tuple[str, ...]
-    shape: str
     tables: tuple[str, ...]
+    #: The columns and the number of rows it returned on the sampler's database.
     columns: tuple[str, ...]
     row_count: int
 

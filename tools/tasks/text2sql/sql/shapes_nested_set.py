@@ -117,14 +117,14 @@ def nested_scalar_avg(q: QueryWriter, at: Scope) -> str | None:
 
 @SHAPES.over_table("nested", "nested.scalar_extreme", 2, need=("number",))
 def nested_scalar_extreme(q: QueryWriter, at: Scope) -> str | None:
-    from_, src, qualify = at.from_, at.src, at.qualify
+    src, qualify = at.src, at.qualify
     measure = q.rng.choice(q.sampler.infos(src.table, "number") + q.sampler.infos(src.table, "year"))
     ref = q.ref(src, measure.name, qualify=qualify)
     func = q.rng.choice(("MAX", "MIN"))
     subquery = f"{q.kw('SELECT')} {q.kw(func)}({sql_ident(measure.name)}) {q.kw('FROM')} " \
                f"{sql_ident(src.table.name)}"
     shown = q.display(src, qualify=qualify, exclude=[measure.name])
-    return f"{q.select(shown)} {from_.sql} {q.kw('WHERE')} {ref} = ({subquery})"
+    return f"{q.select(shown)} {at.from_.sql} {q.kw('WHERE')} {ref} = ({subquery})"
 
 
 def _exists(q: QueryWriter, fk: ForeignKey, *, negate: bool) -> str | None:
