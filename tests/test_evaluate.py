@@ -8,14 +8,13 @@ import math
 import pytest
 import torch
 
+from tools.comparison import EvalReport, compare_reports
 from tools.data import FlockRecord
 from tools.evaluate import (
     PENALTY_SCORE,
-    EvalReport,
     FlockScore,
     TaskMetricsReport,
     bpc_from,
-    compare_reports,
     flock_score,
     generate_predictions,
     length_grouped_batches,

@@ -1,4 +1,4 @@
-"""Evaluation: FLock's exact score (BPC) overall and per category, greedy predictions, task metrics, comparisons.
+"""Evaluation: FLock's exact score (BPC) overall and per category, greedy predictions and task metrics.
 
 FLock's validator (FLOCK_API.md 9.2, LV HEAD) scores a submission on a validation file like this:
 
@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 PENALTY_SCORE = 999.0
 LN2 = math.log(2)
-OVERALL = "overall"
 #: Model types whose logits are exactly ``lm_head(hidden)`` (plus Gemma's final soft-capping), so logits can be
 #: computed for target positions only. Others fall back to the model's full forward.
 _PLAIN_HEAD_TYPES = frozenset({
@@ -492,94 +491,13 @@ def task_metrics(
                              predictions=answers)
 
 
-# ----- base vs adapter ---------------------------------------------------------------------------------------
-LOWER_IS_BETTER = frozenset({"bpc", "eval_loss"})
-
-
-class ComparisonRow(BaseModel):
-    category: str
-    metric: str
-    base: float
-    adapter: float
-    delta: float
-    improved: bool
-
-
-class Comparison(BaseModel):
-    """Base vs adapter, per category and metric; ``delta`` = adapter - base."""
-
-    rows: list[ComparisonRow]
-
-    def to_markdown(self) -> str:
-        lines = ["| category | metric | base | adapter | delta |", "|---|---|---:|---:|---:|"]
-        for r in self.rows:
-            mark = " (better)" if r.improved else ""
-            lines.append(f"| {r.category} | {r.metric} | {r.base:.4f} | {r.adapter:.4f} | {r.delta:+.4f}{mark} |")
-        return "\n".join(lines)
-
-    def to_rich_table(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title="Base vs adapter")
-        for column in ("category", "metric", "base", "adapter", "delta"):
-            table.add_column(column, justify="left" if column in ("category", "metric") else "right")
-        for r in self.rows:
-            style = "green" if r.improved else ("red" if r.delta != 0 else "")
-            table.add_row(r.category, r.metric, f"{r.base:.4f}", f"{r.adapter:.4f}",
-                          f"[{style}]{r.delta:+.4f}[/]" if style else f"{r.delta:+.4f}")
-        return table
-
-
-class EvalReport(BaseModel):
-    """Everything measured for one model: FLock's score and/or generation metrics."""
-
-    flock: FlockScore | None = None
-    tasks: TaskMetricsReport | None = None
-
-    def values(self) -> dict[str, dict[str, float]]:
-        """category -> metric -> value, with ``overall`` first."""
-        out: dict[str, dict[str, float]] = defaultdict(dict)
-        if self.flock is not None:
-            out[OVERALL]["bpc"] = self.flock.bpc
-            for category, score in self.flock.per_category.items():
-                out[category]["bpc"] = score.bpc
-        if self.tasks is not None:
-            out[OVERALL].update(self.tasks.overall)
-            for category, metrics in self.tasks.per_category.items():
-                out[category].update(metrics)
-        return dict(out)
-
-
-def compare_reports(base: EvalReport, adapter: EvalReport) -> Comparison:
-    """Per-category, per-metric table of base vs adapter with deltas (only what both reports measured)."""
-    base_values, adapter_values = base.values(), adapter.values()
-    categories = [OVERALL, *sorted(c for c in base_values if c != OVERALL)]
-    rows = []
-    for category in categories:
-        if category not in adapter_values:
-            continue
-        for metric, before in base_values[category].items():
-            if metric not in adapter_values[category]:
-                continue
-            after = adapter_values[category][metric]
-            delta = after - before
-            improved = delta < 0 if metric in LOWER_IS_BETTER else delta > 0
-            rows.append(ComparisonRow(category=category, metric=metric, base=before, adapter=after, delta=delta,
-                                      improved=improved))
-    return Comparison(rows=rows)
-
-
 __all__ = [
     "PENALTY_SCORE",
     "CategoryScore",
-    "Comparison",
-    "ComparisonRow",
-    "EvalReport",
     "FlockScore",
     "TaskMetricsReport",
     "TokenBatch",
     "bpc_from",
-    "compare_reports",
     "count_params",
     "example_losses",
     "flock_score",
