@@ -9,9 +9,9 @@ Thresholds (and why):
 * Near-duplicates: MinHash (128 permutations) over word 3-gram shingles (punctuation dropped) of the example's
   *content text* (the task plugin's :meth:`~tools.tasks.base.TaskPlugin.content_text`: for text-to-SQL the
   question plus the SQL, since SQL-first data differs mostly in the query and the schema repeats; otherwise every
-  non-system turn). Two examples whose estimated Jaccard
-  similarity is >= 0.8 are near-duplicates, the usual setting for near-dedup of training data (e.g. the
-  BigCode/The Stack pipeline). LSH finds candidates; each is confirmed on the MinHash estimate.
+  non-system turn). Two examples whose estimated Jaccard similarity is >= 0.8 are near-duplicates, the usual
+  setting for near-dedup of training data (e.g. the BigCode/The Stack pipeline). LSH finds candidates; each is
+  confirmed on the MinHash estimate.
 * Contamination: word 8-grams of the content text. An example is contaminated when >= 50% of its 8-grams occur
   in the dev or test split (shorter examples: when their whole token sequence does). 8 words is long enough that
   shared boilerplate ("Can you please tell me the ...") rarely matches, short enough to catch a lightly
