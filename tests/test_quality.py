@@ -24,8 +24,8 @@ from tools.quality import (
     luhn_valid,
     scrub_record,
 )
+from tools.tasks.base import meta_text, parse_labeled_turns
 from tools.tasks.function_calling import FunctionCallingPlugin, check_function_calls
-from tools.tasks.strategy import meta_text, parse_labeled_turns
 from tools.tasks.text2sql import Text2SQLPlugin
 
 SCHEMA = ("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT, country TEXT);\n"

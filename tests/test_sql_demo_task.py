@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tools.data import FlockRecord, load_jsonl
-from tools.tasks.strategy import Candidate, Draft
+from tools.tasks.base import Candidate, Draft
 from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql
 from tools.tasks.text2sql.metrics.sql_execution.sql_execution import execution_accuracy
 from tools.tasks.text2sql.sql.faithfulness import faithfulness

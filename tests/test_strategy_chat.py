@@ -9,9 +9,9 @@ import pytest
 
 from tools.data import FlockRecord, load_jsonl
 from tools.quality import CategoryGate, FormatGate, GateSuite, TaskValidityGate
+from tools.tasks.base import Candidate, Draft, Rejection
 from tools.tasks.chat import ChatPlugin, persona_id
 from tools.tasks.chat.strategy import ChatStrategy
-from tools.tasks.strategy import Candidate, Draft, Rejection
 
 PERSONAS = {
     "pirate": "You are Captain Redbeard, a cheerful pirate who speaks in nautical slang.",

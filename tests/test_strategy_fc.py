@@ -12,11 +12,11 @@ import pytest
 from tools.data import FlockRecord, load_jsonl
 from tools.quality import CategoryGate, FormatGate, GateSuite, PrivacyGate, TaskValidityGate
 from tools.tasks import strategy_class
+from tools.tasks.base import Candidate, Draft, Rejection
 from tools.tasks.function_calling import FunctionCallingPlugin
 from tools.tasks.function_calling.catalog import ToolCatalog, sample_regex
 from tools.tasks.function_calling.strategy import FunctionCallingStrategy
 from tools.tasks.function_calling.writers import answer_problem, request_problem, scalar_leaves
-from tools.tasks.strategy import Candidate, Draft, Rejection
 
 DEMO = Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "function_calling" / "training_set.jsonl"
 FLOCK_SAMPLE = Path("/work/shared/flock/samples/quickstart_function_calling_demo.jsonl")

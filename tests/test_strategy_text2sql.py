@@ -7,7 +7,7 @@ import random
 import pytest
 
 from tools.data import FlockRecord, Turn
-from tools.tasks.strategy import Candidate, Draft, Rejection
+from tools.tasks.base import Candidate, Draft, Rejection
 from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql
 from tools.tasks.text2sql.sql.sandbox import check_sql
 from tools.tasks.text2sql.strategy import (

@@ -29,7 +29,7 @@ from tools.backends import Backend, BackendSpec, Generation, SamplingSettings, d
 from tools.data import FlockRecord
 from tools.datastore import BatchJournal, DataStore
 from tools.quality import GateResult, GateSuite
-from tools.tasks.strategy import Candidate, Draft, GenerationStrategy, Rejection
+from tools.tasks.base import Candidate, Draft, GenerationStrategy, Rejection
 
 StopReason = Literal["targets_met", "max_attempts", "max_generated_tokens", "max_seconds"]
 MODEL_OUTPUT_CHARS = 1000

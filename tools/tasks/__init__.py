@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tools.data import FlockRecord
-from tools.tasks.base import Categorization, TaskPlugin
+from tools.tasks.base import Categorization, GenerationStrategy, TaskPlugin
 from tools.tasks.chat import ChatPlugin
 from tools.tasks.function_calling import FunctionCallingPlugin
-from tools.tasks.strategy import GenerationStrategy
 from tools.tasks.text2sql import Text2SQLPlugin
 
 PLUGINS: dict[str, type[TaskPlugin]] = {

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 from prompts import load_prompt, text_hash
 from tools.data import FlockRecord, Turn
-from tools.tasks.base import TaskPlugin
+from tools.tasks.base import Candidate, Draft, GenerationStrategy, Rejection, TaskPlugin, meta_text, parse_labeled_turns
 from tools.tasks.chat.categories import length_bucket
-from tools.tasks.strategy import Candidate, Draft, GenerationStrategy, Rejection, meta_text, parse_labeled_turns
 
 #: Reply-length instruction and word limits per length bucket (the chat plugin's thresholds).
 REPLY_LENGTHS: dict[str, tuple[str, int, int]] = {

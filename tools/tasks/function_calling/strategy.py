@@ -23,7 +23,7 @@ from typing import Any
 
 from prompts import load_prompt, text_hash
 from tools.data import FlockRecord, Turn, parse_function_call
-from tools.tasks.base import TaskPlugin
+from tools.tasks.base import Candidate, Draft, GenerationStrategy, Rejection, TaskPlugin, parse_labeled_turns
 from tools.tasks.function_calling.catalog import ArgumentError, ToolCatalog
 from tools.tasks.function_calling.writers import (
     answer_problem,
@@ -38,7 +38,6 @@ from tools.tasks.function_calling.writers import (
     request_problem,
     scalar_leaves,
 )
-from tools.tasks.strategy import Candidate, Draft, GenerationStrategy, Rejection, parse_labeled_turns
 
 #: Everyday subjects for plain-chat (no_tools) questions, so questions spread beyond the seeds' topics.
 TOPICS = (

@@ -9,7 +9,7 @@ import random
 import re
 from typing import Any
 
-from tools.tasks.strategy import meta_text
+from tools.tasks.base import meta_text
 
 #: Errands no tool can do, for requests the assistant must decline.
 ERRANDS = (

@@ -1,17 +1,16 @@
-"""The text-to-SQL task type: its plugin, the SQL it reads, SQL-first generation (:mod:`.strategy`), the SQL
-machinery (:mod:`.sql`: schemas, synthesized databases, the sandbox, the query sampler, the question writer and
-the faithfulness check) and its metric modules (``metrics/``: execution accuracy, SQL exact match)."""
+"""The text-to-SQL task type: its plugin, the records it reads (:mod:`.records`), SQL-first generation
+(:mod:`.strategy`), the SQL machinery (:mod:`.sql`: SQL categories, schemas, synthesized databases, the sandbox,
+the query sampler, the question writer and the faithfulness check) and its metric modules (``metrics/``:
+execution accuracy, SQL exact match)."""
 
 from tools.tasks.text2sql.plugin import Text2SQLPlugin, check_sql
-from tools.tasks.text2sql.records import (
+from tools.tasks.text2sql.records import Text2SQLPrompt, parse_prompt, prompt_of
+from tools.tasks.text2sql.sql.categories import (
     CATEGORY_DESCRIPTIONS,
     CATEGORY_PRIORITY,
     UNPARSABLE,
-    Text2SQLPrompt,
     categorize_sql,
     clean_sql,
-    parse_prompt,
-    prompt_of,
     sql_categories,
 )
 

@@ -7,14 +7,13 @@ from typing import Any
 
 from tools.data import FlockRecord
 from tools.tasks.base import Categorization, GateCheck, TaskMetric, TaskPlugin, fail, ok
-from tools.tasks.text2sql.records import (
+from tools.tasks.text2sql.records import CREATE_TABLE, prompt_of
+from tools.tasks.text2sql.sql.categories import (
     CATEGORY_DESCRIPTIONS,
-    CREATE_TABLE,
     UNPARSABLE,
     categorize_sql,
     clean_sql,
     looks_like_sql,
-    prompt_of,
 )
 from tools.tasks.text2sql.sql.sandbox import check_sql as sandbox_check
 from tools.tasks.text2sql.strategy import Text2SQLStrategy

@@ -24,9 +24,9 @@ from typing import Any
 
 from prompts import load_prompt, text_hash
 from tools.data import FlockRecord, Turn
-from tools.tasks.base import TaskPlugin
-from tools.tasks.strategy import Candidate, Draft, GenerationStrategy, Rejection
-from tools.tasks.text2sql.records import CATEGORY_PRIORITY, CREATE_TABLE, categorize_sql, clean_sql, prompt_of
+from tools.tasks.base import Candidate, Draft, GenerationStrategy, Rejection, TaskPlugin
+from tools.tasks.text2sql.records import CREATE_TABLE, prompt_of
+from tools.tasks.text2sql.sql.categories import CATEGORY_PRIORITY, categorize_sql, clean_sql
 from tools.tasks.text2sql.sql.faithfulness import FaithCheck, faithfulness
 from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows
 from tools.tasks.text2sql.sql.render import render_question

@@ -6,7 +6,7 @@ aliases, DISTINCT, BETWEEN, LIKE, IN lists, OR, several conditions, HAVING, ORDE
 foreign keys (declared or inferred from names); aggregates apply to numeric columns; GROUP BY uses categorical
 columns or an entity's key and name; filter values come from a *witness row* of the data, so a query's conditions
 hold for at least one row. Every query is executed in the sandbox and kept only when it runs, returns at least
-one row, and :func:`tools.tasks.text2sql.records.categorize_sql` gives it exactly the requested primary category.
+one row, and :func:`.categories.categorize_sql` gives it exactly the requested primary category.
 
 The shapes live by category in :mod:`.shapes_basic` (filter, order/limit, aggregation), :mod:`.shapes_join_group`
 (join, group by) and :mod:`.shapes_nested_set` (nested, set operations); :mod:`.writer` holds what they share.
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from tools.tasks.text2sql.records import CATEGORY_PRIORITY, categorize_sql
 from tools.tasks.text2sql.sql import shapes_basic, shapes_join_group, shapes_nested_set
+from tools.tasks.text2sql.sql.categories import CATEGORY_PRIORITY, categorize_sql
 from tools.tasks.text2sql.sql.sandbox import run_query
 from tools.tasks.text2sql.sql.schema import Schema, Table
 from tools.tasks.text2sql.sql.style import SQLStyle

@@ -24,7 +24,7 @@ import evaluate
 import sqlglot
 from sqlglot import exp
 
-from tools.tasks.text2sql.records import categorize_sql, clean_sql
+from tools.tasks.text2sql.sql.categories import categorize_sql, clean_sql
 
 _SIMPLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -36,7 +36,7 @@ import datasets
 import evaluate
 from sqlglot import exp
 
-from tools.tasks.text2sql.records import UNPARSABLE, categorize_sql, clean_sql
+from tools.tasks.text2sql.sql.categories import UNPARSABLE, categorize_sql, clean_sql
 from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows, parse_sql
 from tools.tasks.text2sql.sql.sandbox import DEFAULT_TIMEOUT_S, run_query, sandbox_database
 from tools.tasks.text2sql.sql.schema import Schema, SchemaError, parse_schema

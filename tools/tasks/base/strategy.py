@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from tools.data import FlockRecord
 
 if TYPE_CHECKING:
-    from tools.tasks.base import TaskPlugin
+    from tools.tasks.base.plugin import TaskPlugin
 
 
 @dataclass

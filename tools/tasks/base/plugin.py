@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 from tools.data import FlockRecord
 
 if TYPE_CHECKING:
-    from tools.tasks.strategy import GenerationStrategy
+    from tools.tasks.base.strategy import GenerationStrategy
 
 
 @dataclass(frozen=True)
