@@ -173,8 +173,8 @@ class PipelineToolbox:
         split it. Done once per run: a second call returns the stored result."""
         if self._prepared_path.is_file():
             return PreparedTask.model_validate_json(self._prepared_path.read_text(encoding="utf-8"))
+        from tools.flock.submit import check_base_model
         from tools.models import template_for
-        from tools.publish import check_base_model
 
         task = self.env.client.get_task(self.env.task_id)
         if self.config.task.kind == "flock" and not task.in_submission_phase:
@@ -433,7 +433,8 @@ class PipelineToolbox:
     # ----- submission ----------------------------------------------------------------------------------------------
     def submit(self, adapter_id: str) -> SubmissionInfo:
         from tools.flock.ledger import SubmissionLedger
-        from tools.publish import publish_and_submit, repo_name
+        from tools.flock.submit import publish_and_submit
+        from tools.publish import repo_name
 
         adapter_dir = self._adapter_dir(adapter_id)
         task = self.env.client.get_task(self.env.task_id)

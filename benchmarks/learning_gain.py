@@ -270,7 +270,8 @@ class _Conditions:
         """Publish and submit with a fresh wallet (FLock allows two submissions a day per wallet), let the
         simulator's validator score it, and read the score back."""
         from tools.flock.ledger import SubmissionLedger
-        from tools.publish import publish_and_submit, repo_name
+        from tools.flock.submit import publish_and_submit
+        from tools.publish import repo_name
 
         env = self.toolbox.env
         server = env.simulator

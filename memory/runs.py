@@ -33,49 +33,33 @@ _COLUMNS = ("run_id", "created_at", "updated_at", "task", "planner", "status", "
             "validation_bpc", "base_validation_bpc", "iterations", "submissions")
 
 
+class _InRun:
+    """A file or folder of a run folder, read as an attribute of :class:`RunPaths`."""
+
+    def __init__(self, relative: str):
+        self.relative = relative
+
+    def __get__(self, paths: RunPaths, owner: type[RunPaths] | None = None) -> Path:
+        return paths.root / self.relative
+
+
 @dataclass(frozen=True)
 class RunPaths:
     root: Path
 
+    config = _InRun("config.json")
+    trace = _InRun("trace.jsonl")
+    cassette = _InRun("cassette.jsonl")
+    checkpoints = _InRun("checkpoints.sqlite")
+    task_dir = _InRun("task")
+    data_dir = _InRun("data")
+    adapters_dir = _InRun("adapters")
+    evals_dir = _InRun("evals")
+    report_dir = _InRun("report")
+
     @property
     def run_id(self) -> str:
         return self.root.name
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def trace(self) -> Path:
-        return self.root / "trace.jsonl"
-
-    @property
-    def cassette(self) -> Path:
-        return self.root / "cassette.jsonl"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints.sqlite"
-
-    @property
-    def task_dir(self) -> Path:
-        return self.root / "task"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def adapters_dir(self) -> Path:
-        return self.root / "adapters"
-
-    @property
-    def evals_dir(self) -> Path:
-        return self.root / "evals"
-
-    @property
-    def report_dir(self) -> Path:
-        return self.root / "report"
 
     def make(self) -> RunPaths:
         for folder in (self.root, self.task_dir, self.data_dir, self.adapters_dir, self.evals_dir, self.report_dir):

@@ -3,7 +3,6 @@ our own server over a tiny random model, and small fault-injecting FastAPI apps.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -27,6 +25,7 @@ from tools.backends import (
     make_backend,
 )
 from tools.openai_server import create_app
+from tools.threaded_server import ThreadedServer
 
 CONVERSATIONS: list[list[Message]] = [
     [{"role": "user", "content": "Hi"}],
@@ -48,21 +47,9 @@ def local(tiny_model_dir: Path) -> LocalBackend:
 
 @contextmanager
 def serve(app: FastAPI) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    """Run an ASGI app on a free loopback port in a thread; yields its base URL."""
+    with ThreadedServer(app, lifespan="on") as server:
+        yield server.url
 
 
 # ----- local -------------------------------------------------------------------------------------------------

@@ -19,7 +19,10 @@ from tools.data import (
     write_jsonl,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "flock" / "samples"
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "tools" / "demo_tasks"
+#: FLock's own sample files stay outside the project; they are read where ../shared holds them.
+SAMPLES = ROOT.parent / "shared" / "flock" / "samples"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/flock/samples is not present")
 
 GOOD = {"system": "S", "conversations": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
@@ -183,15 +186,20 @@ def test_split_fractions_are_checked() -> None:
         SplitFractions(0.5, 0.1, 0.1)
 
 
-@needs_samples
 @pytest.mark.parametrize(
-    ("name", "task_type", "count"),
-    [("quickstart_demo_data.jsonl", "chat", 8), ("quickstart_function_calling_demo.jsonl", "function_calling", 299),
-     ("validator_dummy_data.jsonl", "chat", 10)],
+    ("path", "task_type", "count"),
+    [pytest.param(SAMPLES / "quickstart_demo_data.jsonl", "chat", 8, marks=needs_samples),
+     pytest.param(SAMPLES / "quickstart_function_calling_demo.jsonl", "function_calling", 299, marks=needs_samples),
+     pytest.param(SAMPLES / "validator_dummy_data.jsonl", "chat", 10, marks=needs_samples),
+     (DEMO / "text2sql" / "training_set.jsonl", "text2sql", 298),
+     (DEMO / "text2sql" / "validation_set.jsonl", "text2sql", 74),
+     (DEMO / "function_calling" / "training_set.jsonl", "function_calling", 167),
+     (DEMO / "function_calling" / "validation_set.jsonl", "function_calling", 42)],
+    ids=lambda value: f"{value.parent.name}/{value.name}" if isinstance(value, Path) else None,
 )
-def test_real_flock_samples_load_strictly_and_are_detected(name: str, task_type: str, count: int) -> None:
+def test_real_flock_samples_load_strictly_and_are_detected(path: Path, task_type: str, count: int) -> None:
     from tools.tasks import detect_plugin
 
-    report = load_jsonl(SAMPLES / name, strict=True)
+    report = load_jsonl(path, strict=True)
     assert len(report.records) == count and not report.issues
     assert detect_plugin(report.records).name == task_type

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from tools.flock.cli import app
+from agent.cli.flock_sim import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_serve_prints_url_and_key_and_serves_the_demo_task(tmp_path):
     state = tmp_path / "state.sqlite"
     process = subprocess.Popen(
-        [sys.executable, "-c", "from tools.flock.cli import app; app()", "serve", "--state", str(state),
+        [sys.executable, "-c", "from agent.cli.flock_sim import app; app()", "serve", "--state", str(state),
          "--validate-every", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -22,7 +22,7 @@ from tools.flock.errors import (
     FlockTransportError,
 )
 from tools.flock.simulator import FaultRule, SimulatorConfig, SimulatorServer
-from tools.flock.testing import FAST_RETRY, ManualClock, write_task_folder
+from tools.flock.simulator.testing import FAST_RETRY, ManualClock, fresh_node_client, write_task_folder
 
 TASK = 7
 
@@ -43,10 +43,8 @@ def sim(tmp_path_factory, clock):
 @pytest.fixture
 def client(sim):
     """A fresh wallet per test, so daily limits and submissions never leak between tests."""
-    sim.faults.clear()
-    with FedLedgerClient(sim.base_url, sim.create_api_key("node"), timeout=2.0, retry=FAST_RETRY) as c:
+    with fresh_node_client(sim) as c:
         yield c
-    sim.faults.clear()
 
 
 def test_get_task_accepts_int_and_string_ids_without_a_key(sim):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tools.flock.simulator import SimulatorConfig, SimulatorServer
-from tools.flock.testing import ManualClock
+from tools.flock.simulator.testing import ManualClock
 
 LOOKUP_RATE_LIMIT = {"detail": "Rate limit reached for validation assignment lookup: 1 per 3 minutes"}
 NOTHING_TO_VALIDATE = {"detail": "No task submissions available to validate"}

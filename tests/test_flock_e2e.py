@@ -11,8 +11,9 @@ from tools.evaluate import score_adapter_for_validation
 from tools.flock.errors import FlockSubmissionLimitError
 from tools.flock.ledger import SubmissionLedger, submit_once
 from tools.flock.simulator import FaultRule, SimulatorServer
-from tools.flock.testing import FAST_RETRY, make_lora_adapter, write_task_folder
-from tools.publish import publish_and_submit, repo_name
+from tools.flock.simulator.testing import FAST_RETRY, make_lora_adapter, write_task_folder
+from tools.flock.submit import publish_and_submit
+from tools.publish import repo_name
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 

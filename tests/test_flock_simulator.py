@@ -25,7 +25,7 @@ from tools.flock.simulator import (
     TaskFolderError,
     load_task_folder,
 )
-from tools.flock.testing import ManualClock, write_task_folder
+from tools.flock.simulator.testing import ManualClock, write_task_folder
 
 TASK = 7
 SUBMISSION = {"hg_repo_id": "alice/task-7-x", "base_model": "qwen1.5", "gpu_type": "CPU", "revision": "a" * 40}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from agent.cli.generate import app, parse_targets
 from tools.data import load_jsonl
 from tools.datastore import DataStore
-from tools.generate_cli import app, parse_targets
 from tools.tasks.function_calling import FunctionCallingPlugin
 from tools.tasks.text2sql import Text2SQLPlugin
 

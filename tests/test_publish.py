@@ -12,14 +12,14 @@ import pytest
 
 from tools.flock.errors import BaseModelRejectedError
 from tools.flock.schemas import FlockTask, TaskData
-from tools.flock.testing import make_lora_adapter
+from tools.flock.simulator.testing import make_lora_adapter
+from tools.flock.submit import check_base_model
 from tools.publish import (
     ADAPTER_FILES,
     HubPublisher,
     LocalPublisher,
     Publisher,
     PublishError,
-    check_base_model,
     read_adapter_config,
     repo_name,
 )

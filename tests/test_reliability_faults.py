@@ -264,7 +264,7 @@ def test_submit_once_never_resends_a_request_the_server_may_still_be_processing(
     while the caller has stopped, and the next call reconciles it instead of sending it again."""
     from tools.flock.ledger import SubmissionLedger, submit_once
     from tools.flock.simulator import SimulatorServer
-    from tools.flock.testing import FAST_RETRY, write_task_folder
+    from tools.flock.simulator.testing import FAST_RETRY, write_task_folder
 
     revision = "b" * 40
     with SimulatorServer([write_task_folder(tmp_path / "task", task_id=3)]) as sim, \

@@ -23,7 +23,7 @@ from tools.flock.client import FedLedgerClient, RetryPolicy
 from tools.flock.errors import FlockError, FlockNoAssignmentError, FlockSubmissionLimitError
 from tools.flock.ledger import SubmissionLedger, submit_once
 from tools.flock.simulator import FaultRule, SimulatorConfig, SimulatorServer
-from tools.flock.testing import write_task_folder
+from tools.flock.simulator.testing import write_task_folder
 
 TASK = 11
 NODES, SHARED, VALIDATORS = 20, 5, 25

@@ -118,7 +118,7 @@ def test_full_disk_while_writing_a_manifest_or_split_keeps_the_old_file(tmp_path
 
 def test_full_disk_while_downloading_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tools.flock.simulator import SimulatorServer
-    from tools.flock.testing import FAST_RETRY, write_task_folder
+    from tools.flock.simulator.testing import FAST_RETRY, write_task_folder
 
     dest = tmp_path / "run" / "task" / "training_set.jsonl"
     with SimulatorServer([write_task_folder(tmp_path / "task", task_id=4)]) as sim, \

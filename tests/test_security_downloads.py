@@ -18,7 +18,7 @@ from tests.agent_helpers import mini_task_dir, tiny_config
 from tests.reliability_helpers import FAST_CLIENT, FakeFlock, leftover_temp_files
 from tools.flock.client import FedLedgerClient
 from tools.flock.errors import FlockDownloadError
-from tools.flock.testing import FAST_RETRY
+from tools.flock.simulator.testing import FAST_RETRY
 from tools.publish import LocalPublisher, PublishError
 
 TRAVERSAL = "../../../../escape"

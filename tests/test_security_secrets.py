@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 from typer.testing import CliRunner
 
@@ -29,6 +26,7 @@ from tools.backends import BackendSpec, make_backend
 from tools.flock.simulator import SimulatorServer
 from tools.flock.simulator.store import SimulatorStore
 from tools.openai_server import create_app
+from tools.threaded_server import ThreadedServer
 
 
 @pytest.fixture(scope="module")
@@ -48,22 +46,6 @@ class HeaderRecorder:
             headers = dict(scope.get("headers") or [])
             self.authorizations.append(headers.get(b"authorization", b"").decode())
         await self.app(scope, receive, send)
-
-
-@contextmanager
-def serve(asgi: Any) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @contextmanager
@@ -116,7 +98,8 @@ def test_no_secret_in_any_file_or_output_of_a_full_local_run(task_dir: Path, tin
     values = fresh_secrets()
     backend = make_backend(BackendSpec(kind="local", model=str(tiny_model_dir), batch_size=4, precision="float32"))
     recorder = HeaderRecorder(create_app(backend, served_name="tiny", default_max_tokens=16))
-    with serve(recorder) as url:
+    with ThreadedServer(recorder, lifespan="on") as server:
+        url = server.url
         settings = {
             "task": {"kind": "dir", "task_dir": str(task_dir), "timeout_s": 5, "retry_wait_s": 0.05},
             "base_model": SMOL, "base_model_weights": str(tiny_model_dir),

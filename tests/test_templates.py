@@ -22,7 +22,20 @@ from tools.templates import (
     tokenize_records,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "flock" / "samples"
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "tools" / "demo_tasks"
+#: FLock's own sample files stay outside the project; they are read where ../shared holds them.
+SAMPLES = ROOT.parent / "shared" / "flock" / "samples"
+needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/flock/samples not present")
+#: Real records (file, how many lines) to compare with the validator on: the project's bundled demo tasks always
+#: (between them: system, user, assistant, function_call, observation and tools, multi-turn dialogues, several
+#: calls, empty tool lists, enum and array parameters), and FLock's sample files where they are present.
+REAL_RECORDS = [
+    pytest.param(((DEMO / "text2sql" / "training_set.jsonl", 10),
+                  (DEMO / "function_calling" / "training_set.jsonl", 40)), id="bundled"),
+    pytest.param(((SAMPLES / "quickstart_demo_data.jsonl", 8), (SAMPLES / "validator_dummy_data.jsonl", 10),
+                  (SAMPLES / "quickstart_function_calling_demo.jsonl", 40)), id="flock-samples", marks=needs_samples),
+]
 
 
 def record(obj: dict[str, Any]) -> FlockRecord:
@@ -103,13 +116,10 @@ def _lv_getitem(data: dict[str, Any], tokenizer: Any, t: Any, max_seq_length: in
     return {"input_ids": input_ids[:max_seq_length], "target_mask": target_mask[:max_seq_length]}
 
 
-def _sample_lines() -> list[str]:
-    if not SAMPLES.is_dir():
-        return []
+def _real_lines(files: tuple[tuple[Path, int], ...]) -> list[str]:
     lines: list[str] = []
-    for name, limit in (("quickstart_demo_data.jsonl", 8), ("validator_dummy_data.jsonl", 10),
-                        ("quickstart_function_calling_demo.jsonl", 40)):
-        with (SAMPLES / name).open(encoding="utf-8") as handle:
+    for path, limit in files:
+        with path.open(encoding="utf-8") as handle:
             lines += [line for line in handle if line.strip()][:limit]
     return lines
 
@@ -255,11 +265,21 @@ def test_collator_matches_flock(smol_tokenizer):
 
 
 # ----- token-by-token against the validator's algorithm on real FLock records ---------------------------------
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/flock/samples not present")
+@pytest.mark.parametrize("files", REAL_RECORDS)
+def test_real_records_hold_every_role_and_field(files):
+    records = [json.loads(line) for line in _real_lines(files)]
+    roles = {turn["role"] for r in records for turn in r["conversations"]}
+    assert roles == {"user", "assistant", "function_call", "observation"}
+    assert all(r.get("system") for r in records)
+    assert any(json.loads(r.get("tools") or "[]") for r in records)
+    assert any(sum(turn["role"] == "assistant" for turn in r["conversations"]) > 1 for r in records)
+
+
+@pytest.mark.parametrize("files", REAL_RECORDS)
 @pytest.mark.parametrize("template_name", ["qwen1.5", "yi", "default", "llama3", "phi4", "gemma"])
 @pytest.mark.parametrize("context_length", [4096, 96])
-def test_matches_validator_on_real_records(smol_tokenizer, template_name, context_length):
-    lines = _sample_lines()
+def test_matches_validator_on_real_records(smol_tokenizer, template_name, context_length, files):
+    lines = _real_lines(files)
     records = [FlockRecord.model_validate_json(line) for line in lines]
     ours = tokenize_records(records, smol_tokenizer, template_name, context_length)
     t = get_template(template_name)
@@ -269,9 +289,13 @@ def test_matches_validator_on_real_records(smol_tokenizer, template_name, contex
         assert mine.target_mask == theirs["target_mask"], f"record {i}"
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/flock/samples not present")
-def test_sample_files_tokenize_with_targets(smol_tokenizer):
-    report = load_jsonl(SAMPLES / "quickstart_function_calling_demo.jsonl")
+@pytest.mark.parametrize("path", [
+    pytest.param(DEMO / "function_calling" / "training_set.jsonl", id="bundled-function-calling"),
+    pytest.param(DEMO / "text2sql" / "training_set.jsonl", id="bundled-text2sql"),
+    pytest.param(SAMPLES / "quickstart_function_calling_demo.jsonl", id="flock-function-calling", marks=needs_samples),
+])
+def test_sample_files_tokenize_with_targets(smol_tokenizer, path):
+    report = load_jsonl(path)
     examples = tokenize_records(report.records, smol_tokenizer, "qwen1.5", 4096)
     assert len(examples) == len(report.records)
     assert all(e.num_targets > 0 for e in examples)

@@ -36,6 +36,14 @@ class DataStoreError(RuntimeError):
     """The store on disk is inconsistent (a missing or corrupted file) or was asked something impossible."""
 
 
+def _named(folder: Path, name: str, suffix: str, pattern: re.Pattern[str], problem: str) -> Path:
+    """``folder/<name><suffix>`` once ``name`` matches ``pattern`` (so it cannot reach outside the folder);
+    otherwise ``problem`` (with ``{!r}`` for the name) as the error."""
+    if not pattern.match(name):
+        raise DataStoreError(problem.format(name))
+    return folder / f"{name}{suffix}"
+
+
 def records_to_bytes(records: Sequence[FlockRecord]) -> bytes:
     """The canonical JSONL bytes of records (what shards hold and what their hash covers)."""
     return "".join(r.to_json_line() + "\n" for r in records).encode("utf-8")
@@ -94,9 +102,7 @@ class DataStore:
 
     # ----- shards ------------------------------------------------------------------------------------------
     def shard_path(self, sha256: str) -> Path:
-        if not _SHA.match(sha256):
-            raise DataStoreError(f"not a shard hash: {sha256!r}")
-        return self.shard_dir / f"{sha256}.jsonl"
+        return _named(self.shard_dir, sha256, ".jsonl", _SHA, "not a shard hash: {!r}")
 
     def put_shard(
         self,
@@ -150,9 +156,8 @@ class DataStore:
 
     # ----- versions ----------------------------------------------------------------------------------------
     def version_path(self, name: str) -> Path:
-        if not _VERSION_NAME.match(name):
-            raise DataStoreError(f"bad version name {name!r}: use letters, digits, '.', '_' or '-' (max 64)")
-        return self.version_dir / f"{name}.json"
+        return _named(self.version_dir, name, ".json", _VERSION_NAME,
+                      "bad version name {!r}: use letters, digits, '.', '_' or '-' (max 64)")
 
     def save_version(
         self,
@@ -210,9 +215,8 @@ class DataStore:
 
     # ----- generation journals -----------------------------------------------------------------------------
     def journal(self, key: str) -> BatchJournal:
-        if not _JOURNAL_KEY.match(key):
-            raise DataStoreError(f"bad journal key {key!r}: expected a lowercase hex digest")
-        return BatchJournal(self.journal_dir / key)
+        return BatchJournal(_named(self.journal_dir, key, "", _JOURNAL_KEY,
+                                   "bad journal key {!r}: expected a lowercase hex digest"))
 
 
 class BatchJournal:

@@ -17,16 +17,13 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import typer
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.backends import Backend, Generation, LocalBackend, Message, SamplingSettings
-
-app = typer.Typer(help="Serve a local model behind an OpenAI-compatible API.", add_completion=False)
 
 
 class ContentPart(BaseModel):
@@ -198,25 +195,3 @@ def create_app(backend: Backend, *, served_name: str | None = None, max_batch: i
         })
 
     return api
-
-
-@app.command("serve-openai")
-def serve_openai(
-    model: Annotated[str, typer.Option(help="Hub id, folder or GGUF file")] = "HuggingFaceTB/SmolLM2-135M-Instruct",
-    host: Annotated[str, typer.Option(help="Address to bind (default: loopback only)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    served_name: Annotated[str | None, typer.Option(help="Model name clients send (default: --model)")] = None,
-    max_batch: Annotated[int, typer.Option(min=1, help="Requests per batched generate call")] = 8,
-    batch_window_ms: Annotated[float, typer.Option(min=0, help="How long a request waits for company")] = 5.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Conversations per forward pass")] = 32,
-    precision: Annotated[str, typer.Option(help="auto | float32 | bfloat16")] = "auto",
-) -> None:
-    """Serve a local model at http://HOST:PORT/v1 (chat completions and model list)."""
-    import uvicorn
-
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise typer.BadParameter(f"precision must be auto, float32 or bfloat16, got {precision!r}")
-    backend = LocalBackend.from_pretrained(model, batch_size=batch_size, precision=precision)  # type: ignore[arg-type]
-    api = create_app(backend, served_name=served_name or model, max_batch=max_batch,
-                     batch_window_ms=batch_window_ms)
-    uvicorn.run(api, host=host, port=port, log_level="info")

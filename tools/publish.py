@@ -1,4 +1,4 @@
-"""Publishing adapters where validators can fetch them, and checking a base model against a task.
+"""Publishing adapters where validators can fetch them (the FLock submit step that uses it: tools/flock/submit.py).
 
 Two publishers share one :class:`Publisher` protocol:
 
@@ -24,11 +24,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
-
-from tools.flock.client import FedLedgerClient
-from tools.flock.errors import BaseModelRejectedError
-from tools.flock.ledger import SubmissionLedger, SubmissionReceipt, submit_once
-from tools.flock.schemas import FlockTask
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -271,87 +266,14 @@ class HubPublisher:
         return Path(folder)
 
 
-# ----- base model checks ---------------------------------------------------------------------------------------
-class BaseModelCheck(BaseModel):
-    """A base model accepted for a task: its FLock template name (submitted as ``base_model``) and size."""
-
-    model_config = ConfigDict(frozen=True)
-
-    hub_id: str
-    template: str
-    params: int
-
-
-def check_base_model(task: FlockTask, hub_id: str) -> BaseModelCheck:
-    """Refuse a base model the task would score 999.0 or fail, before any training is spent on it.
-
-    Checks that FLock has a template for it, that its parameter count is within ``data.max_params`` (the
-    validator's rule, FLOCK_API.md 9.2 step 6) and, when the task lists supported models, that it is one.
-    """
-    from tools.models import BASE_MODELS, param_count, template_for
-
-    try:
-        template = template_for(hub_id)
-        params = param_count(hub_id)
-    except KeyError:
-        raise BaseModelRejectedError(
-            f"base model {hub_id!r} has no FLock template; known models: {', '.join(sorted(BASE_MODELS))}"
-        ) from None
-    limit = task.data.max_params
-    if limit is not None and params > limit:
-        fitting = sorted(h for h, info in BASE_MODELS.items() if info.params <= limit)
-        raise BaseModelRejectedError(
-            f"base model {hub_id!r} has {params:,} parameters, over task {task.id}'s data.max_params {limit:,}; "
-            f"models within the limit: {', '.join(fitting) or 'none known'}")
-    supported = task.data.supported_base_models
-    if supported and hub_id not in supported:
-        raise BaseModelRejectedError(
-            f"base model {hub_id!r} is not among task {task.id}'s supported base models: {', '.join(supported)}")
-    return BaseModelCheck(hub_id=hub_id, template=template, params=params)
-
-
-def publish_and_submit(client: FedLedgerClient, ledger: SubmissionLedger, publisher: Publisher, task: FlockTask,
-                       adapter_dir: str | os.PathLike[str], hub_id: str, repo_id: str, *,
-                       gpu_type: str | None = None) -> SubmissionReceipt:
-    """The submit step: check the base model, publish the adapter, submit it once (FLOCK_API.md section 7).
-
-    ``base_model`` is submitted as FLock's template name for ``hub_id``; the adapter must name ``hub_id`` in its
-    ``adapter_config.json``, since that is what validators load.
-    """
-    check = check_base_model(task, hub_id)
-    named = read_adapter_config(adapter_dir, require_hub_id=False)["base_model_name_or_path"]
-    if named != hub_id:
-        raise PublishError(f"{Path(adapter_dir) / ADAPTER_CONFIG}: field base_model_name_or_path is {named!r}, "
-                           f"but the submission is for {hub_id!r}")
-    published = publisher.publish(adapter_dir, repo_id)
-    return submit_once(client, ledger, task.id, published.repo_id, check.template, gpu_type or detect_gpu_type(),
-                       published.revision)
-
-
-def detect_gpu_type() -> str:
-    """What FLock's reference node submits as ``gpu_type``: the CUDA device name (or "CPU")."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return str(torch.cuda.get_device_name(0))
-    except Exception as exc:  # as QS does: report the failure, do not crash the submit
-        return f"Error retrieving GPU type: {exc}"
-    return "CPU"
-
-
 __all__ = [
     "ADAPTER_FILES",
-    "BaseModelCheck",
     "HubPublisher",
     "LocalPublisher",
     "PublishError",
     "PublishedModel",
     "Publisher",
-    "check_base_model",
     "check_repo_id",
-    "detect_gpu_type",
-    "publish_and_submit",
     "read_adapter_config",
     "repo_name",
 ]

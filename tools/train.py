@@ -34,13 +34,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.data import FlockRecord
 from tools.evaluate import TokenBatch, length_grouped_batches, make_batch, target_token_losses
 from tools.fileio import atomic_write_text
-from tools.models import DEFAULT_MODEL
 from tools.templates import ChatTemplate, TokenizedExample, get_template, tokenize_records
 
 if TYPE_CHECKING:
@@ -586,114 +584,3 @@ __all__ = [
     "epoch_batches",
     "train_adapter",
 ]
-
-
-# ----- command line (wired into `synthgen` by agent/cli.py) --------------------------------------------------
-def _cli() -> typer.Typer:
-
-    cli = typer.Typer(help="Train LoRA adapters and score them as FLock does.", no_args_is_help=True,
-                      add_completion=False, pretty_exceptions_enable=False)
-
-    def fail(message: str) -> typer.Exit:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {message}")
-        return typer.Exit(2)
-
-    def template_of(model: str, template: str | None) -> str:
-        from tools.models import BASE_MODELS, resolve_model
-
-        if template:
-            return template
-        hub = resolve_model(model).hub_id
-        if hub in BASE_MODELS:
-            return BASE_MODELS[hub].template
-        raise fail(f"no FLock template known for {model!r}; pass --template (one of the FLock template names)")
-
-    @cli.command("train")
-    def train_command(
-        file: Annotated[Path, typer.Argument(help="FLock JSONL training file")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="adapter folder to write")],
-        model: Annotated[str, typer.Option(help="base model: Hub id, folder or .gguf")] = DEFAULT_MODEL,
-        hub_id: Annotated[str | None, typer.Option(help="Hub id the model stands for (for a folder or GGUF)")] = None,
-        template: Annotated[str | None, typer.Option(help="FLock template (default: from the model table)")] = None,
-        context_length: Annotated[int, typer.Option(help="the task's context_length")] = 2048,
-        epochs: Annotated[int, typer.Option()] = TrainConfig().epochs,
-        max_steps: Annotated[int | None, typer.Option()] = None,
-        learning_rate: Annotated[float, typer.Option()] = TrainConfig().learning_rate,
-        lora_r: Annotated[int, typer.Option()] = TrainConfig().lora_r,
-        batch_tokens: Annotated[int, typer.Option(help="padded tokens per micro-batch")] = TrainConfig().batch_tokens,
-        qlora: Annotated[bool | None, typer.Option("--qlora/--no-qlora", help="default: on for GPU")] = None,
-        resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
-    ) -> None:
-        """Train a LoRA adapter on a FLock JSONL file, with a progress bar; writes the adapter and its metrics."""
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from tools.data import DataValidationError, load_jsonl
-
-        try:
-            records = load_jsonl(file).records
-            config = TrainConfig(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate, lora_r=lora_r,
-                                 lora_alpha=2 * lora_r, batch_tokens=batch_tokens, qlora=qlora)
-        except (DataValidationError, ValueError) as exc:
-            raise fail(str(exc)) from None
-        name = template_of(model, template)
-        with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                      TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.0f} tok/s"),
-                      TimeRemainingColumn()) as bar:
-            task = bar.add_task("train", total=None, loss=float("nan"), rate=0.0)
-
-            def show(p: TrainProgress) -> None:
-                bar.update(task, completed=p.step, total=p.total_steps, loss=p.loss, rate=p.tokens_per_s)
-
-            try:
-                result = train_adapter(model, records, output, config, template=name,
-                                       context_length=context_length, progress=show, resume=resume, hub_id=hub_id)
-            except (TrainingOOMError, ValueError) as exc:
-                raise fail(str(exc)) from None
-        Console().print(f"adapter: {result.adapter_dir} (base {result.hub_id}); {result.steps} steps, final loss "
-                        f"{result.loss_curve[-1]:.4f}, {result.tokens_per_s:.0f} real tok/s, peak memory "
-                        f"{result.peak_memory_bytes / 2**20:.0f} MiB; metrics: {result.metrics_path}")
-
-    @cli.command("score")
-    def score_command(
-        file: Annotated[Path, typer.Argument(help="FLock JSONL validation file")],
-        model: Annotated[str, typer.Option(help="base model: Hub id, folder or .gguf")] = DEFAULT_MODEL,
-        adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder")] = None,
-        template: Annotated[str | None, typer.Option(help="FLock template (default: from the model table)")] = None,
-        context_length: Annotated[int, typer.Option()] = 2048,
-        max_params: Annotated[int | None, typer.Option(help="the task's max_params")] = None,
-    ) -> None:
-        """FLock's exact score (BPC, lower is better) of a model or model + adapter, overall and per category."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from tools.data import DataValidationError, load_jsonl
-        from tools.evaluate import flock_score
-        from tools.tasks import detect_plugin
-
-        try:
-            records = load_jsonl(file).records
-        except DataValidationError as exc:
-            raise fail(str(exc)) from None
-        plugin = detect_plugin(records)
-        categories = [plugin.categorize(r).primary for r in records]
-        try:
-            score = flock_score(model, records, template=template_of(model, template), context_length=context_length,
-                                adapter=adapter, categories=categories, max_params=max_params)
-        except (ValueError, FileNotFoundError) as exc:
-            raise fail(str(exc)) from None
-        table = Table(title=f"FLock score ({plugin.name}; {score.num_params / 1e6:.1f}M parameters)")
-        for column in ("category", "examples", "BPC", "eval loss", "target tokens", "target bytes", "penalty"):
-            table.add_column(column, justify="left" if column in ("category", "penalty") else "right")
-        rows = [("overall", score), *score.per_category.items()]
-        for name, s in rows:
-            table.add_row(name, str(s.num_examples), f"{s.bpc:.4f}", f"{s.eval_loss:.4f}", str(s.target_tokens),
-                          str(s.target_bytes), s.penalty_reason or "")
-        Console().print(table)
-
-    return cli
-
-
-app = _cli()

@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -32,6 +32,7 @@ from tools.flock.errors import (
     FlockTransportError,
 )
 from tools.flock.schemas import WalletSubmission
+from tools.sqlite import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -120,19 +121,9 @@ class SubmissionLedger:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # "sending" must be on disk before the request leaves
-            db.row_factory = sqlite3.Row
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        # synchronous=FULL: "sending" must be on disk before the request leaves
+        return transaction(self.path, timeout_s=30, synchronous="FULL")
 
     @staticmethod
     def _entry(row: sqlite3.Row) -> LedgerEntry:

@@ -7,14 +7,18 @@ partly undocumented, so the client reads what it needs and keeps the rest in ``m
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 def utc_naive(value: datetime) -> datetime:
     """FLock timestamps are naive UTC; aware values are converted so comparisons never mix the two."""
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+#: A FLock timestamp as read: naive UTC whatever the server sent.
+NaiveUTC = Annotated[datetime, AfterValidator(utc_naive)]
 
 
 class _Tolerant(BaseModel):
@@ -45,16 +49,11 @@ class FlockTask(_Tolerant):
     task_type: str = "training"
     status: str = ""
     duration_in_seconds: int | None = None
-    initialized_at: datetime | None = None
-    submission_phase_ends_at: datetime | None = None
-    final_validation_ends_at: datetime | None = None
+    initialized_at: NaiveUTC | None = None
+    submission_phase_ends_at: NaiveUTC | None = None
+    final_validation_ends_at: NaiveUTC | None = None
     final_link: str | None = None
     data: TaskData = Field(default_factory=TaskData)
-
-    @field_validator("initialized_at", "submission_phase_ends_at", "final_validation_ends_at")
-    @classmethod
-    def _naive_utc(cls, value: datetime | None) -> datetime | None:
-        return utc_naive(value) if value is not None else None
 
     @property
     def in_submission_phase(self) -> bool:
@@ -109,12 +108,7 @@ class WalletSubmission(_Tolerant):
     revision: str | None = None
     submission_phase_score: float | None = None
     final_validation_score: float | None = None
-    submitted_at: datetime | None = None
-
-    @field_validator("submitted_at")
-    @classmethod
-    def _naive_utc(cls, value: datetime | None) -> datetime | None:
-        return utc_naive(value) if value is not None else None
+    submitted_at: NaiveUTC | None = None
 
     @property
     def repo_id(self) -> str | None:

@@ -1,4 +1,4 @@
-"""Run the simulator in-process: uvicorn in a background thread on a free loopback port.
+"""Run the simulator in-process: uvicorn in a background thread on a free loopback port (tools/threaded_server.py).
 
 ``SimulatorServer`` is what the agent embeds by default and what tests use: it serves the given task folders
 (default: the bundled demo task), creates a staked node key and a validator key, and runs the simulator's own
@@ -10,15 +10,11 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-import socket
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from tools.flock.client import FedLedgerClient, RetryPolicy
 from tools.flock.simulator.app import API_PREFIX, create_app
@@ -27,6 +23,7 @@ from tools.flock.simulator.store import Clock, SimulatorConfig, SimulatorStore, 
 from tools.flock.simulator.tasks import DEMO_TASK_DIR, load_task_folders
 from tools.flock.simulator.validator import Scorer, SimulatorValidator, ValidationOutcome
 from tools.publish import LocalPublisher
+from tools.threaded_server import ThreadedServer
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +75,7 @@ class SimulatorServer:
         self._host = host
         self._port = port
         self._validate_every_s = validate_every_s
-        self._server: uvicorn.Server | None = None
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
+        self._http: ThreadedServer | None = None
         self._validator_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._validate_lock = threading.Lock()
@@ -91,24 +86,14 @@ class SimulatorServer:
 
     # ----- lifecycle -----------------------------------------------------------------------------------------
     def start(self, timeout_s: float = 15.0) -> SimulatorServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
-        self.port = sock.getsockname()[1]
-        self._sock = sock
-        config = uvicorn.Config(self.app, log_level="warning", http="h11", lifespan="off",
-                                timeout_graceful_shutdown=2, access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"flock-sim-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not self._server.started:
+        self._http = ThreadedServer(self.app, host=self._host, port=self._port, name="flock-sim",
+                                    label="the simulator")
+        try:
+            self._http.start(timeout_s)
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"the simulator did not start on {self._host}:{self.port} within {timeout_s}s "
-                               "(see the log above)")
+            raise
+        self.port = self._http.port
         if self._validate_every_s:
             self._validator_thread = threading.Thread(target=self._validate_loop, name="flock-sim-validator",
                                                       daemon=True)
@@ -117,12 +102,8 @@ class SimulatorServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._sock is not None:
-            self._sock.close()
+        if self._http is not None:
+            self._http.stop()
         if self._validator_thread is not None:
             self._validator_thread.join(timeout=60)
         if self._tmp is not None:

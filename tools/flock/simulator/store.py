@@ -17,8 +17,8 @@ import math
 import secrets
 import sqlite3
 import statistics
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from tools.flock.errors import (
     SUBMISSION_LIMIT_DETAIL,
 )
 from tools.flock.simulator.tasks import OBJECT_KINDS, TaskFolder
+from tools.sqlite import connect, transaction
 
 Role = Literal["node", "validator"]
 Clock = Callable[[], datetime]
@@ -121,32 +122,13 @@ class SimulatorStore:
 
     # ----- connections ---------------------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=60000")
-        return db
+        return connect(self.path, timeout_s=60, synchronous="NORMAL")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with closing(self._open()) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path, timeout_s=60, synchronous="NORMAL")
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with closing(self._open()) as db:
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                db.execute("COMMIT")
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path, timeout_s=60, synchronous="NORMAL", write=False)
 
     # ----- tasks ---------------------------------------------------------------------------------------------
     def register_task(self, folder: TaskFolder) -> None:

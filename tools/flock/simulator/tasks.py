@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from tools.demo_tasks import DEMO_TASKS
+
 TASK_FILE = "task.json"
 #: Storage object kinds, and the task.json key naming each one's file.
 OBJECT_KINDS: dict[str, str] = {
@@ -21,7 +23,7 @@ OBJECT_KINDS: dict[str, str] = {
     "validation_set": "validation_set_key",
     "final_validation_set": "final_validation_set_key",
 }
-DEMO_TASK_DIR = Path(__file__).resolve().parents[2] / "demo_tasks" / "text2sql"
+DEMO_TASK_DIR = DEMO_TASKS["demo"]
 
 
 class TaskFolderError(ValueError):

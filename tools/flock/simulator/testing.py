@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tools.flock.client import RetryPolicy
+from tools.flock.client import FedLedgerClient, RetryPolicy
 from tools.flock.simulator.store import utc_now
 from tools.flock.simulator.tasks import DEMO_TASK_DIR, TASK_FILE
+
+if TYPE_CHECKING:
+    from tools.flock.simulator.server import SimulatorServer
 
 #: Retries that finish in tens of milliseconds, for tests that inject faults.
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait_s=0.01, max_wait_s=0.05, jitter_s=0.01,
                          max_retry_after_s=5.0)
+
+
+@contextmanager
+def fresh_node_client(sim: SimulatorServer) -> Iterator[FedLedgerClient]:
+    """A client with a new staked wallet, so daily limits and submissions never leak between tests; the
+    simulator's faults are cleared before and after."""
+    sim.faults.clear()
+    with FedLedgerClient(sim.base_url, sim.create_api_key("node"), timeout=2.0, retry=FAST_RETRY) as client:
+        yield client
+    sim.faults.clear()
 
 
 class ManualClock:

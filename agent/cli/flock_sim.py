@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from agent.cli.common import console, fail
 from tools.flock.simulator.store import SimulatorConfig
 from tools.flock.simulator.tasks import DEMO_TASK_DIR, TaskFolderError
 
 app = typer.Typer(name="flock-sim", help="A local FLock FedLedger simulator with real validator scoring.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
-err_console = Console(stderr=True)
 
 
 @app.callback()
@@ -54,8 +52,7 @@ def serve(
     for item in base_model or []:
         hub_id, sep, path = item.partition("=")
         if not sep or not hub_id or not path:
-            err_console.print(f"[bold red]error:[/] --base-model {item!r}: expected HUB_ID=PATH", soft_wrap=True)
-            raise typer.Exit(2)
+            raise fail(f"--base-model {item!r}: expected HUB_ID=PATH")
         weights[hub_id] = Path(path)
     try:
         server = SimulatorServer(task_dir or [DEMO_TASK_DIR], state_path=state, publisher_root=publisher_root,
@@ -63,8 +60,7 @@ def serve(
                                  base_model_paths=weights)
         server.start()
     except (TaskFolderError, OSError, RuntimeError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     console.print(f"FLock simulator at [bold]{server.base_url}[/] (tasks {', '.join(map(str, server.task_ids))})")
     console.print(f"node API key:      {server.node_api_key}")
     console.print(f"validator API key: {server.validator_api_key}")
