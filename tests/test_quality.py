@@ -171,6 +171,13 @@ def test_dedup_within_a_batch_through_observe_and_across_iterations_through_save
         DedupIndex.load(tmp_path / "junk.npz")
 
 
+def test_dedup_keeps_the_index_it_was_given_even_when_empty() -> None:
+    index = DedupIndex()
+    gate = DedupGate("chat", index=index)
+    gate.observe(chat("Tell me a fact about octopuses.", "Octopuses have three hearts and blue blood."))
+    assert gate.index is index and len(index) == 1
+
+
 # ----- decontamination ---------------------------------------------------------------------------------------
 def test_decontamination_rejects_overlap_with_dev_and_test() -> None:
     held_out = [chat("Which planet in our solar system has the most moons according to recent counts?",

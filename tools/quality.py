@@ -248,7 +248,7 @@ class DedupGate:
 
     def __init__(self, task: TaskPlugin | str, index: DedupIndex | None = None, existing: Iterable[FlockRecord] = ()):
         self.plugin = as_plugin(task)
-        self.index = index or DedupIndex()
+        self.index = index if index is not None else DedupIndex()
         for record in existing:
             self.observe(record)
 
