@@ -21,7 +21,6 @@ from tools.data import (
     DataValidationError,
     FlockRecord,
     SplitFractions,
-    category_counts,
     load_jsonl,
     stratified_split,
     write_jsonl,
@@ -37,11 +36,6 @@ TRAINING_SET = "training_set.jsonl"
 SKIPPED_LINES_SHOWN = 20
 
 logger = logging.getLogger(__name__)
-
-
-def primary_category_counts(plugin: TaskPlugin, records: Sequence[FlockRecord]) -> dict[str, int]:
-    """Records per primary category, sorted by name: how the pipeline counts categories."""
-    return category_counts(plugin.categorize(r).primary for r in records)
 
 
 def _report_skipped(issues: Sequence[DataIssue], skipped: int) -> None:
@@ -109,7 +103,7 @@ class PreparedTaskFiles:
             base_model=config.base_model, template=template_for(config.base_model),
             split_sizes=splits.sizes(), description_excerpt=_plain_text(task.description)[:400],
         )
-        dataset = DatasetInfo(version=version, original_per_category=primary_category_counts(plugin, splits.train),
+        dataset = DatasetInfo(version=version, original_per_category=plugin.category_counts(splits.train),
                               synthetic_per_category={})
         prepared = PreparedTask(task=info, dataset=dataset, skipped_lines=report.skipped,
                                 training_sha256=downloaded.sha256)
