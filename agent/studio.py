@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,12 +31,13 @@ from agent.context import RunContext
 from agent.graph import build_graph
 from agent.nodes import GraphNode, Update
 from agent.state import AgentState
-from memory.runs import RunStore
+from memory.runs import RunNotFound, RunStore
 
 if TYPE_CHECKING:
     from agent.runner import OpenRun, Runner
 
 GRAPH_NAME = "synthgen-agent"
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 BUNDLED_TASKS = ("demo", "demo-fc")
 
 
@@ -70,7 +71,6 @@ class LiveRun:
     folder: a new run, or one a previous server run of the same thread started), closed by :meth:`close`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._stack = contextlib.ExitStack()
         self.runner: Runner | None = None
         self.run: OpenRun | None = None
@@ -81,20 +81,23 @@ class LiveRun:
         # loads the graph to draw it.
         from agent.runner import Runner
 
-        with self._lock:
-            if self.context is None:
-                config = settings.run_config()
-                runner = Runner(RunStore(config.runs_dir))
-                run_id = state.get("run_id") or _thread_run_id()
-                if (runner.store.root / run_id / "config.json").is_file():
-                    cassette_len = state.get("cassette_len", 0)
-                    self.run = runner.reopen(run_id, cassette_len)
-                    self.context = self._stack.enter_context(runner.open_context(self.run, cassette_len))
-                else:
-                    self.run = runner.create(config, run_id)
-                    self.context = self._stack.enter_context(runner.open_context(self.run))
-                self.runner = runner
-            return self.context
+        if self.context is None:  # the graph's nodes run one at a time
+            config = settings.run_config()
+            runner = Runner(RunStore(config.runs_dir))
+            run_id = state.get("run_id") or _thread_run_id()
+            if not RUN_ID.fullmatch(run_id):  # it names a folder under runs_dir
+                raise ValueError(f"run_id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
+            try:
+                runner.store.paths(run_id)
+            except RunNotFound:
+                self.run = runner.create(config, run_id)
+                self.context = self._stack.enter_context(runner.open_context(self.run))
+            else:
+                cassette_len = state.get("cassette_len", 0)
+                self.run = runner.reopen(run_id, cassette_len)
+                self.context = self._stack.enter_context(runner.open_context(self.run, cassette_len))
+            self.runner = runner
+        return self.context
 
     def failed(self, exc: Exception) -> None:
         if self.runner is not None and self.run is not None:

@@ -12,42 +12,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from langchain_core.tracers.context import register_configure_hook
-from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from langchain_core.tracers.schemas import Run
 
 from agent.graph import NODES
-from agent.planner import LLMPlanner
-from agent.runner import Runner
-from agent.studio import StudioSettings, studio_graph
+from agent.runner import RunOutcome
+from agent.studio import LiveRun, StudioSettings, studio_graph
 from agent.trace import read_trace
 from memory.runs import RunStore
-from tests.agent_helpers import ScriptedChatModel, mini_task_dir, tiny_config
+from tests.agent_helpers import mini_task_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# A run collector attached to every LangChain run the way LangSmith's tracer is when LANGSMITH_TRACING is on: an
-# inheritable configure hook (langchain_core.tracers.context), so nested runs reach it through their parents.
-_collector: ContextVar[RunCollectorCallbackHandler | None] = ContextVar("synthgen_test_collector", default=None)
-register_configure_hook(_collector, inheritable=True)
-
-
-@contextmanager
-def collected_runs() -> Iterator[RunCollectorCallbackHandler]:
-    collector = RunCollectorCallbackHandler()
-    token = _collector.set(collector)
-    try:
-        yield collector
-    finally:
-        _collector.reset(token)
 
 
 @pytest.fixture(scope="module")
@@ -91,36 +71,34 @@ def test_a_graph_built_for_reading_refuses_to_run() -> None:
         studio_graph().invoke({"run_id": "nope"}, context={"task": "demo"})
 
 
-def test_langsmith_runs_carry_the_run_id_task_and_iteration(tmp_path: Path, task_dir: Path,
-                                                           tiny_model_dir: Path) -> None:
-    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm",
-                         overrides={"budget": {"max_iterations": 1, "max_synthetic_examples": 8}})
-    model = ScriptedChatModel(script=[
-        {"action": "generate", "targets": {"join": 4}, "train_overrides": None, "rationale": "join is weak"},
-        {"action": "train", "targets": {}, "train_overrides": None, "rationale": "train on it"},
-        {"action": "stop", "targets": {}, "train_overrides": None, "rationale": "one round is the budget"},
-    ])
-    runner = Runner(RunStore(config.runs_dir), planner_factory=lambda c: LLMPlanner(model, name="scripted"))
-    with collected_runs() as collector:
-        outcome = runner.start(config, run_id="traced")
-    assert outcome.state["status"] == "finished"
-    expected = {"synthgen_run_id": "traced", "synthgen_task": f"dir:{task_dir}", "synthgen_planner": "llm"}
+def test_a_run_id_that_would_leave_the_runs_folder_is_refused(tmp_path: Path) -> None:
+    graph = studio_graph(LiveRun())
+    with pytest.raises(ValueError, match="run_id '../outside'"):
+        graph.invoke({"run_id": "../outside"}, context={"runs_dir": str(tmp_path / "runs")})
+    assert not (tmp_path / "outside").exists()
 
-    (graph_run,) = [r for r in collector.traced_runs if r.parent_run_id is None]
+
+def test_langsmith_runs_carry_the_run_id_task_and_iteration(traced_fc_run: tuple[RunOutcome, list[Run]]) -> None:
+    outcome, traced = traced_fc_run
+    assert outcome.state["status"] == "finished"
+    task_dir = json.loads(outcome.paths.config.read_text())["task"]["task_dir"]
+    expected = {"synthgen_run_id": "traced-fc", "synthgen_task": f"dir:{task_dir}", "synthgen_planner": "llm"}
+
+    (graph_run,) = [r for r in traced if r.parent_run_id is None]
     assert graph_run.metadata.items() >= expected.items()
     assert "synthgen" in (graph_run.tags or [])
-    node_runs = [r for r in _descendants(graph_run) if r.name in NODES]
+    node_runs = sorted((r for r in _descendants(graph_run) if r.name in NODES), key=lambda r: r.start_time)
     node_starts = [e for e in read_trace(outcome.paths.trace) if e.type == "node_start"]
     # One run per node, in order, each with the iteration the node started in.
-    assert [(r.name, r.metadata["synthgen_iteration"]) for r in sorted(node_runs, key=lambda r: r.start_time)] == \
+    assert [(r.name, r.metadata["synthgen_iteration"]) for r in node_runs] == \
         [(e.node, e.iteration) for e in node_starts]
     assert {r.metadata["synthgen_iteration"] for r in node_runs} == {0, 1}
     assert all(r.metadata.items() >= expected.items() for r in node_runs)
-    # The planner's model calls, run inside the plan node, carry the same metadata.
-    model_runs = [r for r in _descendants(graph_run) if r.run_type in ("llm", "chat_model")]
-    assert len(model_runs) == 3
-    assert [r.metadata["synthgen_iteration"] for r in model_runs] == [0, 0, 1]
-    assert all(r.metadata["synthgen_run_id"] == "traced" for r in model_runs)
+    # The planner's model calls, made inside plan nodes, carry the same metadata.
+    model_runs = sorted((r for r in _descendants(graph_run) if r.run_type in ("llm", "chat_model")),
+                        key=lambda r: r.start_time)
+    assert [r.metadata["synthgen_iteration"] for r in model_runs] == [0, 0, 1, 1]
+    assert all(r.metadata.items() >= expected.items() for r in model_runs)
 
 
 def _descendants(run: Run) -> Iterator[Run]:
