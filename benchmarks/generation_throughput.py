@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from tools.backends import LocalBackend, Message, SamplingSettings  # noqa: E402
 from tools.data import load_jsonl  # noqa: E402
 from tools.models import load_causal_lm, load_tokenizer  # noqa: E402
-from tools.strategies.base import Draft  # noqa: E402
-from tools.strategies.function_calling import FunctionCallingStrategy  # noqa: E402
+from tools.tasks.base import Draft  # noqa: E402
 from tools.tasks.function_calling import FunctionCallingPlugin  # noqa: E402
+from tools.tasks.function_calling.strategy import FunctionCallingStrategy  # noqa: E402
 
 DEMO_FC = ROOT / "tools" / "demo_tasks" / "function_calling" / "training_set.jsonl"
 

@@ -35,7 +35,7 @@ def _preload() -> None:
     import tools.evaluate
     import tools.generate
     import tools.quality
-    import tools.strategies
+    import tools.tasks
     import tools.train  # noqa: F401
 
 

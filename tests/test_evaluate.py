@@ -8,22 +8,21 @@ import math
 import pytest
 import torch
 
+from tools.comparison import EvalReport, compare_reports
 from tools.data import FlockRecord
 from tools.evaluate import (
     PENALTY_SCORE,
-    EvalReport,
     FlockScore,
     TaskMetricsReport,
     bpc_from,
-    compare_reports,
     flock_score,
-    function_call_probes,
     generate_predictions,
     length_grouped_batches,
     prompt_ids,
     score_adapter_for_validation,
     task_metrics,
 )
+from tools.tasks.function_calling import function_call_probes
 from tools.templates import tokenize_records
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -22,9 +22,9 @@ from tools.generate import (
     plan_batch,
 )
 from tools.quality import default_gates
-from tools.strategies.base import Draft, Rejection
-from tools.strategies.function_calling import FunctionCallingStrategy
+from tools.tasks.base import Draft, Rejection
 from tools.tasks.function_calling import FunctionCallingPlugin
+from tools.tasks.function_calling.strategy import FunctionCallingStrategy
 
 DEMO = Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "function_calling" / "training_set.jsonl"
 TARGETS = {"single_call": 2, "multi_call": 1, "no_call": 2}

@@ -57,7 +57,7 @@ def test_text2sql_demo_rows_execute_and_match_their_category(tiny_model_dir, smo
     out = tmp_path / "sql"
     result = invoke("--task", "demo", "--targets", "join=2,nested=1", *common(tiny_model_dir, out))
     assert result.exit_code == 0, result.output
-    from tools.sql.sandbox import check_sql
+    from tools.tasks.text2sql.sql.sandbox import check_sql
 
     plugin = Text2SQLPlugin()
     accepted = load_jsonl(out / "accepted.jsonl").records

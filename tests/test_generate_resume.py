@@ -23,7 +23,7 @@ from tools.data import load_jsonl, write_jsonl
 from tools.datastore import DataStore
 from tools.generate import GenerationRequest, generate
 from tools.quality import default_gates
-from tools.strategies.function_calling import FunctionCallingStrategy
+from tools.tasks.function_calling.strategy import FunctionCallingStrategy
 from tools.tasks.function_calling import FunctionCallingPlugin
 
 import time

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tools.metrics import available_metrics, compute_metric, load_metric
-from tools.metrics.function_call_accuracy.function_call_accuracy import parse_calls
 from tools.metrics.token_f1.token_f1 import prf
+from tools.tasks.function_calling.metrics.function_call_accuracy.function_call_accuracy import parse_calls
 
 
 def test_available_and_unknown():

@@ -19,15 +19,13 @@ from tools.quality import (
     LengthGate,
     PrivacyGate,
     TaskValidityGate,
-    check_function_calls,
     default_gates,
     find_secret,
     luhn_valid,
-    meta_text,
-    parse_labeled_turns,
     scrub_record,
 )
-from tools.tasks.function_calling import FunctionCallingPlugin
+from tools.tasks.base import meta_text, parse_labeled_turns
+from tools.tasks.function_calling import FunctionCallingPlugin, check_function_calls
 from tools.tasks.text2sql import Text2SQLPlugin
 
 SCHEMA = ("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT, country TEXT);\n"
@@ -173,6 +171,13 @@ def test_dedup_within_a_batch_through_observe_and_across_iterations_through_save
         DedupIndex.load(tmp_path / "junk.npz")
 
 
+def test_dedup_keeps_the_index_it_was_given_even_when_empty() -> None:
+    index = DedupIndex()
+    gate = DedupGate("chat", index=index)
+    gate.observe(chat("Tell me a fact about octopuses.", "Octopuses have three hearts and blue blood."))
+    assert gate.index is index and len(index) == 1
+
+
 # ----- decontamination ---------------------------------------------------------------------------------------
 def test_decontamination_rejects_overlap_with_dev_and_test() -> None:
     held_out = [chat("Which planet in our solar system has the most moons according to recent counts?",
@@ -190,13 +195,13 @@ def test_decontamination_rejects_overlap_with_dev_and_test() -> None:
 
 # ----- privacy -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "kind", "synthetic"), [
-    ("Mail me at maria.lopez@gmail.com today.", "email", "user1@example.com"),
-    ("Call me on (415) 867-5309 please.", "phone", "+1-202-555-0101"),
-    ("My number is +44 20 7946 1234.", "phone", "+1-202-555-0101"),
-    ("Card 4539 1488 0343 6467 expires soon.", "card", "4111 1111 1111 1111"),
-    ("The server is at 8.8.4.4 now.", "ip", "192.0.2.2"),
-    ("Reach 2a00:1450:4001:82b::200e over IPv6.", "ip", "2001:db8::1"),
-    ("My SSN is 123-45-6789.", "ssn", "000-00-0001"),
+    pytest.param("Mail me at maria.lopez@gmail.com today.", "email", "user1@example.com", id="email"),
+    pytest.param("Call me on (415) 867-5309 please.", "phone", "+1-202-555-0101", id="phone-us"),
+    pytest.param("My number is +44 20 7946 1234.", "phone", "+1-202-555-0101", id="phone-intl"),
+    pytest.param("Card 4539 1488 0343 6467 expires soon.", "card", "4111 1111 1111 1111", id="card"),
+    pytest.param("The server is at 8.8.4.4 now.", "ip", "192.0.2.2", id="ipv4"),
+    pytest.param("Reach 2a00:1450:4001:82b::200e over IPv6.", "ip", "2001:db8::1", id="ipv6"),
+    pytest.param("My SSN is 123-45-6789.", "ssn", "000-00-0001", id="ssn"),
 ])
 def test_personal_identifiers_are_replaced_with_synthetic_values(text: str, kind: str, synthetic: str) -> None:
     verdict = PrivacyGate().check(chat(text, "Noted."), "x")

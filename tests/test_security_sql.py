@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools.sql.sandbox import check_sql, run_query, sandbox_database
+from tools.tasks.text2sql.sql.sandbox import check_sql, run_query, sandbox_database
 
 SCHEMA = (
     "CREATE TABLE teams (id INTEGER PRIMARY KEY, name TEXT, city TEXT, founded INTEGER);\n"

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from tools.data import FlockRecord, load_jsonl
-from tools.metrics.sql_execution.sql_execution import execution_accuracy
-from tools.sql.literals import literal_pool, literal_rows
-from tools.sql.render import faithfulness
-from tools.sql.sampler import QuerySampler
-from tools.sql.sandbox import check_sql, run_query, sandbox_database
-from tools.sql.schema import parse_schema
-from tools.strategies.base import Candidate, Draft
-from tools.strategies.text2sql import Text2SQLStrategy, question_of
+from tools.tasks.base import Candidate, Draft
 from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql
+from tools.tasks.text2sql.metrics.sql_execution.sql_execution import execution_accuracy
+from tools.tasks.text2sql.sql.faithfulness import faithfulness
+from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows
+from tools.tasks.text2sql.sql.sampler import QuerySampler
+from tools.tasks.text2sql.sql.sandbox import check_sql, run_query, sandbox_database
+from tools.tasks.text2sql.sql.schema import parse_schema
+from tools.tasks.text2sql.strategy import Text2SQLStrategy, question_of
 
 DEMO = Path(__file__).resolve().parents[1] / "tools" / "demo_tasks" / "text2sql"
 pytestmark = pytest.mark.skipif(not (DEMO / "training_set.jsonl").is_file(), reason="demo task not present")

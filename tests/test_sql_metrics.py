@@ -7,9 +7,9 @@ import time
 import pytest
 
 from tools.metrics import compute_metric, load_metric
-from tools.metrics.sql_exact_match.sql_exact_match import exact_match, normalize_sql
-from tools.metrics.sql_execution.sql_execution import execution_accuracy, results_equal
-from tools.sql.database import build_database
+from tools.tasks.text2sql.metrics.sql_exact_match.sql_exact_match import exact_match, normalize_sql
+from tools.tasks.text2sql.metrics.sql_execution.sql_execution import execution_accuracy, results_equal
+from tools.tasks.text2sql.sql.database import build_database
 
 SHOP = (
     "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, city TEXT, country TEXT);\n"

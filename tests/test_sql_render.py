@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools.sql.render import RenderError, faithfulness, render_question
-from tools.sql.sampler import QuerySampler
-from tools.sql.sandbox import sandbox_database
-from tools.sql.schema import Schema, parse_schema
-from tools.sql.style import SQLStyle
 from tools.tasks.text2sql import CATEGORY_PRIORITY
+from tools.tasks.text2sql.sql.faithfulness import faithfulness
+from tools.tasks.text2sql.sql.render import RenderError, render_question
+from tools.tasks.text2sql.sql.sampler import QuerySampler
+from tools.tasks.text2sql.sql.sandbox import sandbox_database
+from tools.tasks.text2sql.sql.schema import Schema, parse_schema
+from tools.tasks.text2sql.sql.style import SQLStyle
 
 LIBRARY = (
     "CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT, country TEXT, birth_year INTEGER);\n"

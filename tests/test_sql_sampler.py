@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools.sql.sampler import QuerySampler, SamplerError
-from tools.sql.sandbox import run_query, sandbox_database
-from tools.sql.schema import parse_schema
-from tools.sql.style import SQLStyle, infer_style
 from tools.tasks.text2sql import CATEGORY_PRIORITY, categorize_sql
+from tools.tasks.text2sql.sql.sampler import QuerySampler, SamplerError
+from tools.tasks.text2sql.sql.sandbox import run_query, sandbox_database
+from tools.tasks.text2sql.sql.schema import parse_schema
+from tools.tasks.text2sql.sql.style import SQLStyle, infer_style
 
 SCHEMAS = {
     "shop": (

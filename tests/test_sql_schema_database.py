@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from tools.sql.database import build_database, synthesize_rows
-from tools.sql.literals import literal_pool, literal_rows, parse_sql, query_literals
-from tools.sql.schema import SchemaError, parse_schema, split_statements
+from tools.tasks.text2sql.sql.database import build_database, synthesize_rows
+from tools.tasks.text2sql.sql.literals import literal_pool, literal_rows, parse_sql, query_literals
+from tools.tasks.text2sql.sql.schema import SchemaError, parse_schema, split_statements
 
 SHOP = (
     "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT, city TEXT, country TEXT);\n"

@@ -9,10 +9,9 @@ import pytest
 
 from tools.data import FlockRecord, load_jsonl
 from tools.quality import CategoryGate, FormatGate, GateSuite, TaskValidityGate
-from tools.strategies import make_strategy
-from tools.strategies.base import Candidate, Draft, Rejection
-from tools.strategies.chat import ChatStrategy
+from tools.tasks.base import Candidate, Draft, Rejection
 from tools.tasks.chat import ChatPlugin, persona_id
+from tools.tasks.chat.strategy import ChatStrategy
 
 PERSONAS = {
     "pirate": "You are Captain Redbeard, a cheerful pirate who speaks in nautical slang.",
@@ -47,7 +46,7 @@ def plugin(seeds: list[FlockRecord]) -> ChatPlugin:
 
 @pytest.fixture(scope="module")
 def strategy(plugin: ChatPlugin, seeds: list[FlockRecord]) -> ChatStrategy:
-    made = make_strategy(plugin, seeds)
+    made = plugin.make_strategy(seeds)
     assert isinstance(made, ChatStrategy)
     return made
 

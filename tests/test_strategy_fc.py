@@ -11,17 +11,12 @@ import pytest
 
 from tools.data import FlockRecord, load_jsonl
 from tools.quality import CategoryGate, FormatGate, GateSuite, PrivacyGate, TaskValidityGate
-from tools.strategies import make_strategy, strategy_class
-from tools.strategies.base import Candidate, Draft, Rejection
-from tools.strategies.function_calling import (
-    FunctionCallingStrategy,
-    ToolCatalog,
-    answer_problem,
-    request_problem,
-    sample_regex,
-    scalar_leaves,
-)
+from tools.tasks import strategy_class
+from tools.tasks.base import Candidate, Draft, Rejection
 from tools.tasks.function_calling import FunctionCallingPlugin
+from tools.tasks.function_calling.catalog import ToolCatalog, sample_regex
+from tools.tasks.function_calling.strategy import FunctionCallingStrategy
+from tools.tasks.function_calling.writers import answer_problem, request_problem, scalar_leaves
 
 DEMO = Path(__file__).resolve().parent.parent / "tools" / "demo_tasks" / "function_calling" / "training_set.jsonl"
 FLOCK_SAMPLE = Path("/work/shared/flock/samples/quickstart_function_calling_demo.jsonl")
@@ -35,7 +30,7 @@ def seeds() -> list[FlockRecord]:
 
 @pytest.fixture(scope="module")
 def strategy(seeds: list[FlockRecord]) -> FunctionCallingStrategy:
-    made = make_strategy(FunctionCallingPlugin(), seeds)
+    made = FunctionCallingPlugin().make_strategy(seeds)
     assert isinstance(made, FunctionCallingStrategy)
     return made
 

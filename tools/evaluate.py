@@ -1,4 +1,4 @@
-"""Evaluation: FLock's exact score (BPC) overall and per category, greedy predictions, task metrics, comparisons.
+"""Evaluation: FLock's exact score (BPC) overall and per category, greedy predictions and task metrics.
 
 FLock's validator (FLOCK_API.md 9.2, LV HEAD) scores a submission on a validation file like this:
 
@@ -31,15 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.data import FlockRecord, Turn, load_jsonl, parse_function_call
-from tools.templates import (
-    ChatTemplate,
-    TokenizedExample,
-    format_function_call,
-    get_template,
-    render_segments,
-    tokenize_records,
-)
+from tools.data import FlockRecord, load_jsonl
+from tools.metrics import available_metrics, compute_metric
+from tools.tasks import get_plugin
+from tools.tasks.base import TaskMetric
+from tools.templates import ChatTemplate, TokenizedExample, get_template, render_segments, tokenize_records
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 PENALTY_SCORE = 999.0
 LN2 = math.log(2)
-OVERALL = "overall"
 #: Model types whose logits are exactly ``lm_head(hidden)`` (plus Gemma's final soft-capping), so logits can be
 #: computed for target positions only. Others fall back to the model's full forward.
 _PLAIN_HEAD_TYPES = frozenset({
@@ -416,15 +411,6 @@ def generate_predictions(
 
 
 # ----- task metrics ------------------------------------------------------------------------------------------
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "text2sql": ("sql_execution", "sql_exact_match", "exact_match"),
-    "function_calling": ("function_call_accuracy", "token_f1", "bleu"),
-    "chat": ("token_f1", "bleu"),
-}
-#: The headline number each metric module reports (the others are details).
-_HEADLINE = {"sql_execution": "execution_accuracy", "sql_exact_match": "sql_exact_match"}
-
-
 class TaskMetricsReport(BaseModel):
     """Generation metrics overall and per category (each a 0-1 score, higher is better)."""
 
@@ -434,35 +420,10 @@ class TaskMetricsReport(BaseModel):
     predictions: list[str] = Field(default_factory=list)
 
 
-def function_call_probes(record: FlockRecord) -> list[tuple[FlockRecord, str]]:
-    """One (record, gold call JSON) per function_call turn: the conversation up to that call, with the call as
-    the answer to predict. Its prompt is exactly the text before the call in FLock's rendering."""
-    probes = []
-    for index, turn in enumerate(record.conversations):
-        if turn.role != "function_call" or index == 0:
-            continue
-        answer = format_function_call(parse_function_call(turn.content)).strip()
-        turns = [*record.conversations[:index], Turn(role="assistant", content=answer)]
-        probe = record.model_copy(update={"conversations": turns})
-        probes.append((probe, json.dumps(parse_function_call(turn.content), ensure_ascii=False)))
-    return probes
-
-
-def _references_for(metric: str, records: Sequence[FlockRecord], golds: Sequence[str]) -> list[Any]:
-    if metric == "sql_execution":
-        from tools.tasks.text2sql import Text2SQLPlugin
-
-        # prompt_of also finds a schema given in the system prompt rather than the user turn.
-        return [{"sql": gold, "schema": Text2SQLPlugin.prompt_of(r).schema}
-                for r, gold in zip(records, golds, strict=True)]
-    return list(golds)
-
-
-def _scalar_metrics(name: str, result: Mapping[str, Any]) -> dict[str, float]:
-    headline = _HEADLINE.get(name, name)
-    if headline not in result:
-        raise KeyError(f"metric {name!r} returned no {headline!r}: {sorted(result)}")
-    return {name: float(result[headline])}
+def _scalar_metrics(metric: TaskMetric, result: Mapping[str, Any]) -> dict[str, float]:
+    if metric.key not in result:
+        raise KeyError(f"metric {metric.name!r} returned no {metric.key!r}: {sorted(result)}")
+    return {metric.name: float(result[metric.key])}
 
 
 def task_metrics(
@@ -477,19 +438,20 @@ def task_metrics(
     max_new_tokens: int = 128,
     batch_size: int = 16,
 ) -> TaskMetricsReport:
-    """Greedy-decode answers and score them with the task type's metrics, overall and per category.
+    """Greedy-decode answers and score them with the task type's metrics (its plugin's, unless ``metrics`` names
+    others), overall and per category.
 
-    Function-calling records are probed at their function_call turns (did the model call the right tool with the
-    right arguments?) and, for the text metrics, at their last assistant turn.
+    Metrics the plugin scores on probes (function calls: did the model call the right tool with the right
+    arguments?) are computed on its probes of each record; the others on each record's last assistant turn.
     """
-    from tools.metrics import available_metrics, compute_metric
-
+    plugin = get_plugin(task_type)
     if categories is not None and len(categories) != len(records):
         raise ValueError(f"{len(categories)} categories for {len(records)} records")
-    wanted = list(metrics) if metrics is not None else list(TASK_METRICS.get(task_type, ("token_f1", "bleu")))
-    missing = [m for m in wanted if m not in available_metrics()]
+    names = list(metrics) if metrics is not None else [m.name for m in plugin.metrics]
+    missing = [m for m in names if m not in available_metrics()]
     if missing:
         raise ValueError(f"metrics not available: {', '.join(missing)}; available: {', '.join(available_metrics())}")
+    wanted = [plugin.metric(name) for name in names]
     cats = list(categories) if categories is not None else ["all"] * len(records)
 
     answers = generate_predictions(model, tokenizer, records, template, max_new_tokens, batch_size)
@@ -497,9 +459,9 @@ def task_metrics(
     probe_records: list[FlockRecord] = []
     probe_golds: list[str] = []
     probe_cats: list[str] = []
-    if "function_call_accuracy" in wanted:
+    if any(m.on_probes for m in wanted):
         for record, category in zip(records, cats, strict=True):
-            for probe, gold in function_call_probes(record):
+            for probe, gold in plugin.probes(record):
                 probe_records.append(probe)
                 probe_golds.append(gold)
                 probe_cats.append(category)
@@ -508,16 +470,15 @@ def task_metrics(
 
     def score(idx: list[int], probe_idx: list[int]) -> dict[str, float]:
         out: dict[str, float] = {}
-        for name in wanted:
-            if name == "function_call_accuracy":
+        for metric in wanted:
+            if metric.on_probes:
                 if probe_idx:
-                    result = compute_metric(name, [probe_answers[i] for i in probe_idx],
+                    result = compute_metric(metric.name, [probe_answers[i] for i in probe_idx],
                                             [probe_golds[i] for i in probe_idx])
-                    out.update(_scalar_metrics(name, result))
+                    out.update(_scalar_metrics(metric, result))
                 continue
-            sub_records = [records[i] for i in idx]
-            refs = _references_for(name, sub_records, [golds[i] for i in idx])
-            out.update(_scalar_metrics(name, compute_metric(name, [answers[i] for i in idx], refs)))
+            refs = plugin.metric_references(metric.name, [records[i] for i in idx], [golds[i] for i in idx])
+            out.update(_scalar_metrics(metric, compute_metric(metric.name, [answers[i] for i in idx], refs)))
         return out
 
     overall = score(list(range(len(records))), list(range(len(probe_records))))
@@ -530,99 +491,16 @@ def task_metrics(
                              predictions=answers)
 
 
-# ----- base vs adapter ---------------------------------------------------------------------------------------
-LOWER_IS_BETTER = frozenset({"bpc", "eval_loss"})
-
-
-class ComparisonRow(BaseModel):
-    category: str
-    metric: str
-    base: float
-    adapter: float
-    delta: float
-    improved: bool
-
-
-class Comparison(BaseModel):
-    """Base vs adapter, per category and metric; ``delta`` = adapter - base."""
-
-    rows: list[ComparisonRow]
-
-    def to_markdown(self) -> str:
-        lines = ["| category | metric | base | adapter | delta |", "|---|---|---:|---:|---:|"]
-        for r in self.rows:
-            mark = " (better)" if r.improved else ""
-            lines.append(f"| {r.category} | {r.metric} | {r.base:.4f} | {r.adapter:.4f} | {r.delta:+.4f}{mark} |")
-        return "\n".join(lines)
-
-    def to_rich_table(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title="Base vs adapter")
-        for column in ("category", "metric", "base", "adapter", "delta"):
-            table.add_column(column, justify="left" if column in ("category", "metric") else "right")
-        for r in self.rows:
-            style = "green" if r.improved else ("red" if r.delta != 0 else "")
-            table.add_row(r.category, r.metric, f"{r.base:.4f}", f"{r.adapter:.4f}",
-                          f"[{style}]{r.delta:+.4f}[/]" if style else f"{r.delta:+.4f}")
-        return table
-
-
-class EvalReport(BaseModel):
-    """Everything measured for one model: FLock's score and/or generation metrics."""
-
-    flock: FlockScore | None = None
-    tasks: TaskMetricsReport | None = None
-
-    def values(self) -> dict[str, dict[str, float]]:
-        """category -> metric -> value, with ``overall`` first."""
-        out: dict[str, dict[str, float]] = defaultdict(dict)
-        if self.flock is not None:
-            out[OVERALL]["bpc"] = self.flock.bpc
-            for category, score in self.flock.per_category.items():
-                out[category]["bpc"] = score.bpc
-        if self.tasks is not None:
-            out[OVERALL].update(self.tasks.overall)
-            for category, metrics in self.tasks.per_category.items():
-                out[category].update(metrics)
-        return dict(out)
-
-
-def compare_reports(base: EvalReport, adapter: EvalReport) -> Comparison:
-    """Per-category, per-metric table of base vs adapter with deltas (only what both reports measured)."""
-    base_values, adapter_values = base.values(), adapter.values()
-    categories = [OVERALL, *sorted(c for c in base_values if c != OVERALL)]
-    rows = []
-    for category in categories:
-        if category not in adapter_values:
-            continue
-        for metric, before in base_values[category].items():
-            if metric not in adapter_values[category]:
-                continue
-            after = adapter_values[category][metric]
-            delta = after - before
-            improved = delta < 0 if metric in LOWER_IS_BETTER else delta > 0
-            rows.append(ComparisonRow(category=category, metric=metric, base=before, adapter=after, delta=delta,
-                                      improved=improved))
-    return Comparison(rows=rows)
-
-
 __all__ = [
     "PENALTY_SCORE",
-    "TASK_METRICS",
     "CategoryScore",
-    "Comparison",
-    "ComparisonRow",
-    "EvalReport",
     "FlockScore",
     "TaskMetricsReport",
     "TokenBatch",
     "bpc_from",
-    "compare_reports",
     "count_params",
     "example_losses",
     "flock_score",
-    "function_call_probes",
     "generate_predictions",
     "length_grouped_batches",
     "make_batch",

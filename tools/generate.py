@@ -29,7 +29,7 @@ from tools.backends import Backend, BackendSpec, Generation, SamplingSettings, d
 from tools.data import FlockRecord
 from tools.datastore import BatchJournal, DataStore
 from tools.quality import GateResult, GateSuite
-from tools.strategies.base import Candidate, Draft, GenerationStrategy, Rejection
+from tools.tasks.base import Candidate, Draft, GenerationStrategy, Rejection
 
 StopReason = Literal["targets_met", "max_attempts", "max_generated_tokens", "max_seconds"]
 MODEL_OUTPUT_CHARS = 1000
@@ -107,8 +107,8 @@ class GenerationRequest(BaseModel):
 class Provenance(BaseModel):
     """Where a row came from and what the gates said about it."""
 
-    strategy: str
-    writer: str = ""
+    strategy: str = Field(description="the name of the generation strategy")
+    writer: str = Field("", description='who wrote the row: "llm", a deterministic writer, or "mixed"')
     prompt_id: str = ""
     prompt_hash: str = ""
     model: str = ""

@@ -1,7 +1,8 @@
 """A generation job on a task: targeted synthetic data with gates, provenance, versions and a diversity report.
 
-``synthgen generate`` (agent/cli/generate.py) runs one: :func:`prepare_job` reads the task and assembles the gates
-and the request, :meth:`GenerationJob.run` builds the strategy and the backend, generates and writes, under ``out``:
+``synthgen generate`` (agent/cli/generate.py) runs one: :func:`prepare_job` reads the task and assembles the
+generation the way the agent does (:func:`tools.generation_setup.assemble_generation`), :meth:`GenerationJob.run`
+generates and writes, under ``out``:
 
 * ``accepted.jsonl``   accepted rows in FLock JSONL (what training uses)
 * ``rejected.jsonl``   one JSON object per rejected attempt: category, reason, detail, record (or null), provenance
@@ -20,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.backends import BackendSpec, SamplingSettings, make_backend
+from tools.backends import BackendSpec, SamplingSettings
 from tools.data import DataValidationError, FlockRecord, Splits, load_jsonl, stratified_split, write_jsonl
 from tools.datastore import DataStore, ShardRef, atomic_write_bytes
 from tools.demo_tasks import DEMO_TASKS
-from tools.generate import BatchProgress, Budget, GenerationRequest, GenerationResult, generate
+from tools.generate import BatchProgress, Budget, GenerationRequest, GenerationResult
+from tools.generation_setup import AssembledGeneration, assemble_generation
 from tools.models import DEFAULT_MODEL
-from tools.quality import DedupIndex, GateSuite, LengthGate, default_gates
+from tools.quality import LengthGate
 from tools.tasks import detect_plugin, get_plugin
 from tools.tasks.base import TaskPlugin
 
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
     from tools.diversity import DiversityReport
 
 DEFAULT_CONTEXT_LENGTH = 4096
-#: What each task's model call writes: one question (SQL), a few short turns (function calling), a dialogue.
-MAX_NEW_TOKENS = {"text2sql": 64, "function_calling": 192, "chat": 320}
 
 
 class JobInputError(ValueError):
@@ -91,14 +91,6 @@ def _length_gate(base_model: str, context_length: int) -> LengthGate:
     return LengthGate(tokenizer, template, context_length)
 
 
-def build_gates(plugin: TaskPlugin, task: TaskData, held_out: list[FlockRecord], store: DataStore,
-                base_model: str | None) -> GateSuite:
-    index_path = store.root / "dedup_index.npz"
-    index = DedupIndex.load(index_path) if index_path.is_file() else DedupIndex()
-    length = _length_gate(base_model, task.context_length) if base_model else None
-    return default_gates(plugin, existing=task.training, held_out=held_out, dedup_index=index, length=length)
-
-
 def write_outputs(out: Path, result: GenerationResult) -> None:
     write_jsonl(result.records(), out / "accepted.jsonl")
     lines = [json.dumps(row.model_dump(mode="json"), ensure_ascii=False, sort_keys=True) for row in result.rejected]
@@ -135,7 +127,7 @@ class JobOutcome:
 
 @dataclass
 class GenerationJob:
-    """A job with its task read, its targets checked and its gates and request assembled, ready to run."""
+    """A job with its task read, its targets checked and its generation assembled, ready to run."""
 
     data: TaskData
     plugin: TaskPlugin
@@ -144,25 +136,22 @@ class GenerationJob:
     held_out: list[FlockRecord]
     store: DataStore
     base_shard: ShardRef
-    gates: GateSuite
-    request: GenerationRequest
+    generation: AssembledGeneration
     out: Path
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.generation.request
 
     def run(self, progress: Callable[[BatchProgress], None], *, embeddings: bool) -> JobOutcome:
         """Generate, gate and write the outputs, save version ``iter<N>`` and the dedup index, and build the
         report (with the embedding spread when ``embeddings`` and the packaged embedder is there)."""
         from tools.diversity import SentenceEmbedder, build_report, report_json
-        from tools.strategies import make_strategy
 
-        strategy = make_strategy(self.plugin, self.splits.train)
-        generator = make_backend(self.request.backend)
-        result = generate(self.request, strategy, generator, self.gates, store=self.store, progress=progress)
+        result = self.generation.run(progress)
         self.out.mkdir(parents=True, exist_ok=True)
         write_outputs(self.out, result)
         version = save_version(self.store, self.base_shard, result, self.request.iteration, self.request)
-        dedup = next((g for g in self.gates.gates if g.name == "dedup"), None)
-        if dedup is not None:
-            dedup.index.save(self.store.root / "dedup_index.npz")  # type: ignore[attr-defined]
 
         embedder, note = None, ""
         if embeddings:
@@ -183,7 +172,7 @@ def prepare_job(*, targets: dict[str, int], task: str, task_type: str | None, ba
                 batch_size: int, temperature: float, top_p: float, max_new_tokens: int | None, budget: Budget,
                 lenient: bool) -> GenerationJob:
     """Read the task, check the targets against its categories, split it, store its base shard and assemble the
-    gates and the request. ``max_new_tokens`` None takes the task type's default."""
+    generation (strategy, backend, gates, request). ``max_new_tokens`` None takes the task type's default."""
     data = load_task(task, lenient=lenient)
     plugin = get_plugin(task_type).fit(data.training) if task_type else detect_plugin(data.training)
     known = plugin.categories()
@@ -198,12 +187,12 @@ def prepare_job(*, targets: dict[str, int], task: str, task_type: str | None, ba
     base_shard = store.put_shard(data.training, kind="base")
     if not no_length_gate:
         base_model = base_model or (data.base_models[0] if data.base_models else DEFAULT_MODEL)
-    gates = build_gates(plugin, data, held_out, store, None if no_length_gate else base_model)
-    request = GenerationRequest(
-        task=plugin.name, targets=targets, seed_pool=splits.train, backend=backend,
+    length = _length_gate(base_model, data.context_length) if base_model and not no_length_gate else None
+    generation = assemble_generation(
+        plugin, targets, splits.train, backend=backend,
         sampling=SamplingSettings(temperature=temperature, top_p=top_p,
-                                  max_new_tokens=max_new_tokens or MAX_NEW_TOKENS.get(plugin.name, 192)),
-        budget=budget, seed=seed, iteration=iteration, batch_size=batch_size,
-    )
+                                  max_new_tokens=max_new_tokens or plugin.strategy_class().max_new_tokens),
+        budget=budget, seed=seed, iteration=iteration, batch_size=batch_size, existing=data.training,
+        held_out=held_out, length=length, store=store, dedup_index_path=store.root / "dedup_index.npz")
     return GenerationJob(data=data, plugin=plugin, targets=targets, splits=splits, held_out=held_out, store=store,
-                         base_shard=base_shard, gates=gates, request=request, out=out)
+                         base_shard=base_shard, generation=generation, out=out)

@@ -18,31 +18,30 @@ from tools.data import FlockRecord
 from tools.datastore import DataStore
 from tools.generate import BatchProgress, Budget, GenerationRequest, GenerationResult, generate
 from tools.quality import DedupGate, DedupIndex, GateSuite, LengthGate, default_gates
-from tools.strategies import Candidate, Draft, GenerationStrategy, Rejection, make_strategy
-from tools.tasks.base import TaskPlugin
+from tools.tasks.base import Candidate, Draft, GenerationStrategy, Rejection, TaskPlugin
 
 
-class WritersOnly(GenerationStrategy):
-    """A strategy with its model calls removed: every draft is completed by the strategy's deterministic
-    writers."""
+def without_model(inner: GenerationStrategy) -> GenerationStrategy:
+    """``inner`` with its model calls removed: every draft is completed by the strategy's deterministic writers.
+    The wrapper keeps the inner strategy's name, so provenance reads the same as with a model."""
 
-    def __init__(self, inner: GenerationStrategy):
-        super().__init__(inner.plugin, inner.seeds)
-        self.inner = inner
-        self.name = inner.name
+    class WritersOnly(GenerationStrategy):
+        name = inner.name
 
-    def draft(self, category: str, rng: random.Random) -> Draft | Rejection:
-        drafted = self.inner.draft(category, rng)
-        if isinstance(drafted, Draft):
-            drafted.messages = None
-        return drafted
+        def draft(self, category: str, rng: random.Random) -> Draft | Rejection:
+            drafted = inner.draft(category, rng)
+            if isinstance(drafted, Draft):
+                drafted.messages = None
+            return drafted
 
-    def complete(self, draft: Draft, model_text: str | None) -> Candidate | Rejection:
-        return self.inner.complete(draft, None)
+        def complete(self, draft: Draft, model_text: str | None) -> Candidate | Rejection:
+            return inner.complete(draft, None)
+
+    return WritersOnly(inner.plugin, inner.seeds)
 
 
 class NoModelBackend:
-    """The backend of a generation without a generator model; never asked for text (see WritersOnly)."""
+    """The backend of a generation without a generator model; never asked for text (see without_model)."""
 
     model_name = "none"
 
@@ -102,7 +101,7 @@ def assemble_generation(
     index = DedupIndex.load(dedup_index_path) if dedup_index_path is not None and dedup_index_path.is_file() \
         else DedupIndex()
     gates = default_gates(plugin, existing=existing, held_out=held_out, dedup_index=index, length=length)
-    strategy = make_strategy(plugin, seed_pool)
+    strategy = plugin.make_strategy(seed_pool)
     request = GenerationRequest(
         task=plugin.name, targets=dict(targets), seed_pool=list(seed_pool), backend=backend,
         sampling=sampling or SamplingSettings(), budget=budget or Budget(), seed=seed, iteration=iteration,
@@ -110,7 +109,7 @@ def assemble_generation(
     )
     generator: Backend
     if writers_only:
-        strategy, generator = WritersOnly(strategy), NoModelBackend()
+        strategy, generator = without_model(strategy), NoModelBackend()
     else:
         generator = loaded_backend or make_backend(backend)
     return AssembledGeneration(request=request, strategy=strategy, backend=generator, gates=gates, store=store,

@@ -1,17 +1,17 @@
 """Quality gates for generated examples.
 
-Each check is a small function that returns a :class:`GateCheck`: passed, or failed with a machine-readable
-reason code (and, for the privacy scrub, possibly a rewritten record). A :class:`GateSuite` runs gates in order,
-stops at the first failure, and returns every result for the row's provenance.
+Each check is a small function that returns a :class:`~tools.tasks.base.GateCheck`: passed, or failed with a
+machine-readable reason code (and, for the privacy scrub, possibly a rewritten record). A :class:`GateSuite` runs
+gates in order, stops at the first failure, and returns every result for the row's provenance.
 
 Thresholds (and why):
 
 * Near-duplicates: MinHash (128 permutations) over word 3-gram shingles (punctuation dropped) of the example's
-  *content text*
-  (:func:`content_text`: for text-to-SQL the question plus the SQL, since SQL-first data differs mostly in the
-  query and the schema repeats; otherwise every non-system turn). Two examples whose estimated Jaccard
-  similarity is >= 0.8 are near-duplicates, the usual setting for near-dedup of training data (e.g. the
-  BigCode/The Stack pipeline). LSH finds candidates; each is confirmed on the MinHash estimate.
+  *content text* (the task plugin's :meth:`~tools.tasks.base.TaskPlugin.content_text`: for text-to-SQL the
+  question plus the SQL, since SQL-first data differs mostly in the query and the schema repeats; otherwise every
+  non-system turn). Two examples whose estimated Jaccard similarity is >= 0.8 are near-duplicates, the usual
+  setting for near-dedup of training data (e.g. the BigCode/The Stack pipeline). LSH finds candidates; each is
+  confirmed on the MinHash estimate.
 * Contamination: word 8-grams of the content text. An example is contaminated when >= 50% of its 8-grams occur
   in the dev or test split (shorter examples: when their whole token sequence does). 8 words is long enough that
   shared boilerplate ("Can you please tell me the ...") rarely matches, short enough to catch a lightly
@@ -29,10 +29,7 @@ Thresholds (and why):
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import itertools
-import json
 import math
 import re
 import time
@@ -42,13 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import jsonschema
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from pydantic import BaseModel
 
 from tools.data import FlockRecord, Turn, validate_line
-from tools.tasks.base import TaskPlugin
+from tools.tasks import PLUGINS, as_plugin
+from tools.tasks.base import GateCheck, TaskPlugin, fail, ok
+from tools.text import ngrams, normalized_hash, tokens
 
 NEAR_DUP_THRESHOLD = 0.8
 NUM_PERM = 128
@@ -58,28 +56,8 @@ CONTAMINATION_THRESHOLD = 0.5
 _MINHASH_SEED = 1
 _MINHASH_SCHEME = "affine32"
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
 
 # ----- results -----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GateCheck:
-    """One gate's verdict. ``record`` is set when the gate rewrote the example (privacy scrub)."""
-
-    passed: bool
-    reason: str = ""
-    detail: str = ""
-    record: FlockRecord | None = None
-
-
-def ok(detail: str = "", record: FlockRecord | None = None) -> GateCheck:
-    return GateCheck(True, "", detail, record)
-
-
-def fail(reason: str, detail: str = "") -> GateCheck:
-    return GateCheck(False, reason, detail)
-
-
 class GateResult(BaseModel):
     """A gate's verdict as recorded in provenance."""
 
@@ -105,36 +83,6 @@ class _Stateless:
         """Stateless gates learn nothing from accepted records."""
 
 
-# ----- text views --------------------------------------------------------------------------------------------
-def content_text(record: FlockRecord, task: str) -> str:
-    """The text that makes an example itself (for dedup and decontamination): no system prompt, no schema."""
-    if task == "text2sql":
-        from tools.tasks.text2sql import Text2SQLPlugin, clean_sql
-
-        answers = record.assistant_texts()
-        question = Text2SQLPlugin.prompt_of(record).question
-        return question + "\n" + (clean_sql(answers[-1]) if answers else "")
-    return "\n".join(t.content for t in record.conversations)
-
-
-def tokens(text: str) -> list[str]:
-    """Lowercased word and punctuation tokens."""
-    return _TOKEN.findall(text.lower())
-
-
-def ngrams(items: Sequence[str], n: int) -> set[str]:
-    """Word n-grams joined by spaces; a sequence shorter than n is one n-gram (itself)."""
-    if not items:
-        return set()
-    if len(items) < n:
-        return {" ".join(items)}
-    return {" ".join(items[i:i + n]) for i in range(len(items) - n + 1)}
-
-
-def normalized_hash(text: str) -> str:
-    return hashlib.sha256(" ".join(tokens(text)).encode("utf-8")).hexdigest()
-
-
 # ----- format ------------------------------------------------------------------------------------------------
 def check_format(record: FlockRecord) -> GateCheck:
     """The record survives a FLock JSONL round trip and FLock's loaders' assumptions."""
@@ -158,84 +106,20 @@ class FormatGate(_Stateless):
 
 
 # ----- task validity -----------------------------------------------------------------------------------------
-def check_function_calls(record: FlockRecord) -> GateCheck:
-    """Every function call names an offered tool, its arguments validate against that tool's JSON schema, and
-    an observation follows it."""
-    tools = {t["name"]: t for t in record.tool_list()}
-    turns = record.conversations
-    for index, turn in enumerate(turns):
-        if turn.role != "function_call":
-            continue
-        calls = json.loads(turn.content)
-        for call in calls if isinstance(calls, list) else [calls]:
-            name = call.get("name")
-            if name not in tools:
-                return fail("fc_unknown_tool", f"conversations[{index}]: {name!r} is not among the offered tools")
-            arguments = call.get("arguments")
-            if isinstance(arguments, str):
-                try:
-                    arguments = json.loads(arguments)
-                except json.JSONDecodeError as exc:
-                    return fail("fc_bad_arguments", f"conversations[{index}]: arguments are not JSON ({exc.msg})")
-            schema = tools[name].get("parameters") or {"type": "object"}
-            try:
-                jsonschema.validate(arguments, schema, cls=jsonschema.Draft202012Validator)
-            except jsonschema.ValidationError as exc:
-                where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-                return fail("fc_bad_arguments", f"conversations[{index}]: {name} arguments at {where}: {exc.message}")
-            except jsonschema.SchemaError as exc:
-                return fail("fc_bad_schema", f"tool {name}: invalid JSON schema: {exc.message}")
-        if index + 1 >= len(turns) or turns[index + 1].role != "observation":
-            return fail("fc_no_observation", f"conversations[{index}]: function_call not followed by an observation")
-    return ok()
-
-
-def check_dialogue(record: FlockRecord) -> GateCheck:
-    """Plain dialogue: starts with the user, alternates user/assistant, no reply repeated verbatim."""
-    roles = [t.role for t in record.conversations]
-    if roles[0] != "user":
-        return fail("chat_bad_order", f"first turn is {roles[0]!r}, expected 'user'")
-    for index, (prev, cur) in enumerate(itertools.pairwise(roles), start=1):
-        if prev == cur:
-            return fail("chat_bad_order", f"conversations[{index}]: two {cur!r} turns in a row")
-    replies = [" ".join(tokens(r)) for r in record.assistant_texts()]
-    if len(set(replies)) < len(replies):
-        return fail("chat_repeated_reply", "an assistant reply is repeated verbatim")
-    return ok()
-
-
-def check_sql(record: FlockRecord) -> GateCheck:
-    """The answer is one SQL query that parses and runs on the record's schema (sandboxed SQLite)."""
-    from tools.sql.sandbox import check_sql as sandbox_check
-    from tools.tasks.text2sql import Text2SQLPlugin, clean_sql
-
-    schema = Text2SQLPlugin.prompt_of(record).schema
-    if not schema:
-        return fail("sql_no_schema", "no CREATE TABLE statements in the prompt")
-    answers = record.assistant_texts()
-    result = sandbox_check(schema, clean_sql(answers[-1]))
-    if not result.ok:
-        return fail(f"sql_{result.reason_code}", result.detail)
-    return ok()
-
-
 class TaskValidityGate(_Stateless):
-    """Task-specific validity: SQL executes, function calls match their schemas, dialogue is well formed."""
+    """Task-specific validity, the plugin's check: SQL executes, function calls match their schemas, dialogue is
+    well formed."""
 
     name = "validity"
 
-    def __init__(self, task: str):
-        checks: dict[str, Callable[[FlockRecord], GateCheck]] = {
-            "text2sql": check_sql,
-            "function_calling": check_function_calls,
-            "chat": check_dialogue,
-        }
-        if task not in checks:
-            raise ValueError(f"no validity check for task {task!r}; known: {', '.join(checks)}")
-        self._check = checks[task]
+    def __init__(self, task: TaskPlugin | str):
+        try:
+            self.plugin = as_plugin(task)
+        except ValueError:
+            raise ValueError(f"no validity check for task {task!r}; known: {', '.join(PLUGINS)}") from None
 
     def check(self, record: FlockRecord, category: str) -> GateCheck:
-        return self._check(record)
+        return self.plugin.check_validity(record)
 
 
 # ----- category ----------------------------------------------------------------------------------------------
@@ -362,14 +246,14 @@ class DedupGate:
 
     name = "dedup"
 
-    def __init__(self, task: str, index: DedupIndex | None = None, existing: Iterable[FlockRecord] = ()):
-        self.task = task
-        self.index = index or DedupIndex()
+    def __init__(self, task: TaskPlugin | str, index: DedupIndex | None = None, existing: Iterable[FlockRecord] = ()):
+        self.plugin = as_plugin(task)
+        self.index = index if index is not None else DedupIndex()
         for record in existing:
             self.observe(record)
 
     def check(self, record: FlockRecord, category: str) -> GateCheck:
-        found = self.index.find(content_text(record, self.task))
+        found = self.index.find(self.plugin.content_text(record))
         if found is None:
             return ok()
         kind, key, similarity = found
@@ -377,7 +261,7 @@ class DedupGate:
         return fail(reason, f"matches {key} (similarity {similarity:.2f})")
 
     def observe(self, record: FlockRecord) -> None:
-        self.index.add(record.record_id, content_text(record, self.task))
+        self.index.add(record.record_id, self.plugin.content_text(record))
 
 
 # ----- decontamination ---------------------------------------------------------------------------------------
@@ -386,17 +270,17 @@ class DecontaminationGate(_Stateless):
 
     name = "decontamination"
 
-    def __init__(self, task: str, held_out: Iterable[FlockRecord], n: int = CONTAMINATION_NGRAM,
+    def __init__(self, task: TaskPlugin | str, held_out: Iterable[FlockRecord], n: int = CONTAMINATION_NGRAM,
                  threshold: float = CONTAMINATION_THRESHOLD):
-        self.task = task
+        self.plugin = as_plugin(task)
         self.n = n
         self.threshold = threshold
         self.held_out_ngrams: set[str] = set()
         for record in held_out:
-            self.held_out_ngrams |= ngrams(tokens(content_text(record, task)), n)
+            self.held_out_ngrams |= ngrams(tokens(self.plugin.content_text(record)), n)
 
     def check(self, record: FlockRecord, category: str) -> GateCheck:
-        grams = ngrams(tokens(content_text(record, self.task)), self.n)
+        grams = ngrams(tokens(self.plugin.content_text(record)), self.n)
         if not grams:
             return ok()
         shared = len(grams & self.held_out_ngrams)
@@ -580,36 +464,6 @@ class PrivacyGate(_Stateless):
         return ok()
 
 
-# ----- model-written text -----------------------------------------------------------------------------------
-_LABEL = re.compile(r"^\W{0,3}(USER|ASSISTANT)\s*(\d+)?\s*[*_]{0,2}\s*[:：]\s*[*_]{0,2}\s*",
-                    re.IGNORECASE | re.MULTILINE)
-_META = re.compile(
-    r"\b(here(?:'s| is| are) (?:the|a|an|your) (?:new )?(?:conversation|dialogue|request|reply|response|example|"
-    r"question|answer)s?|exchange \d|the user(?:'s)? (?:request|message|question) (?:is|was)|the (?:assistant|"
-    r"ai)(?:'s)? (?:reply|response) (?:is|was)|as requested,|the answer (?:is|would be)\s*:|note:|"
-    r"labeled lines?|tool result:)",
-    re.IGNORECASE,
-)
-
-
-def parse_labeled_turns(text: str) -> list[tuple[str, str]]:
-    """``USER n: ...`` / ``ASSISTANT n: ...`` lines as ``(role, content)`` pairs, multi-line contents joined;
-    anything before the first label is ignored."""
-    matches = list(_LABEL.finditer(text))
-    turns = []
-    for index, match in enumerate(matches):
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        content = " ".join(text[match.end():end].split())
-        turns.append(("user" if match.group(1).lower() == "user" else "assistant", content))
-    return turns
-
-
-def meta_text(text: str) -> str | None:
-    """The first piece of generator meta-text ("Here is the conversation", "Note:") in ``text``, or None."""
-    match = _META.search(text)
-    return match.group() if match else None
-
-
 # ----- suite -------------------------------------------------------------------------------------------------
 @dataclass
 class SuiteOutcome:
@@ -666,9 +520,9 @@ def default_gates(
 ) -> GateSuite:
     """The standard order: cheap structural checks first, the scrub before anything reads values, then
     validity, category, length, and the dataset-wide checks last."""
-    gates: list[Gate] = [FormatGate(), PrivacyGate(), TaskValidityGate(plugin.name), CategoryGate(plugin)]
+    gates: list[Gate] = [FormatGate(), PrivacyGate(), TaskValidityGate(plugin), CategoryGate(plugin)]
     if length is not None:
         gates.append(length)
-    gates.append(DedupGate(plugin.name, dedup_index, existing))
-    gates.append(DecontaminationGate(plugin.name, held_out))
+    gates.append(DedupGate(plugin, dedup_index, existing))
+    gates.append(DecontaminationGate(plugin, held_out))
     return GateSuite(gates)

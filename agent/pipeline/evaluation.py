@@ -18,10 +18,6 @@ from tools.data import load_jsonl
 from tools.evaluate import CategoryScore, flock_score, task_metrics
 from tools.fileio import atomic_write_text
 
-#: The headline generation metric per task type (what the report and the policy's task-metric gap use): the one
-#: place the pipeline looks it up by task type.
-HEADLINE_METRIC = {"text2sql": "sql_execution", "function_calling": "function_call_accuracy", "chat": "token_f1"}
-
 
 def _category_metrics(score: CategoryScore, task_metric: float | None) -> CategoryMetrics:
     return CategoryMetrics(bpc=score.bpc, examples=score.num_examples, task_metric=task_metric)
@@ -52,7 +48,7 @@ class Evaluator:
         overall_metric: float | None = None
         per_category_metric: dict[str, float] = {}
         if with_task_metric:
-            metric_name = HEADLINE_METRIC.get(info.task_type, "token_f1")
+            metric_name = run.task.plugin.headline_metric
             with progress.step(f"decode {adapter_id or 'base model'} on {split}", len(records)) as advance, \
                     with_adapter(model, adapter) as scoring_model:
                 report = task_metrics(scoring_model, tokenizer, records, template=info.template,

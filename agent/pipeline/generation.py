@@ -8,7 +8,6 @@ from collections import Counter
 from agent import progress
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import content_digest, read_result, write_result
-from agent.pipeline.task import primary_category_counts
 from agent.state import DatasetInfo
 from agent.toolbox import GenerateOutcome
 from tools.backends import Backend, BackendSpec, LocalBackend, SamplingSettings, make_backend
@@ -60,10 +59,10 @@ class Generator:
             provenance = [row.provenance.model_dump(mode="json") for row in result.accepted]
             shards.append(versions.store.put_shard(result.records(), kind="synthetic", provenance=provenance))
         version = versions.save(iteration, shards)
-        synthetic = primary_category_counts(plugin, versions.load(version).synthetic())
+        synthetic = plugin.category_counts(versions.load(version).synthetic())
         outcome = GenerateOutcome(
             dataset=DatasetInfo(version=version,
-                                original_per_category=primary_category_counts(plugin, run.task.split("train")),
+                                original_per_category=plugin.category_counts(run.task.split("train")),
                                 synthetic_per_category=synthetic, acceptance=_gate_pass_rates(result)),
             accepted_per_category={c: p.accepted for c, p in result.per_category.items()},
             rejected_per_reason=dict(sorted(Counter(r.reason for r in result.rejected if r.reason).items())),

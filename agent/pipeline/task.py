@@ -5,7 +5,6 @@ process reads the task, its splits and its fitted plugin back from them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +14,7 @@ from agent.pipeline.environment import PipelineError, TaskEnvironment
 from agent.pipeline.store import DatasetVersions, read_result, write_result
 from agent.state import DatasetInfo, TaskInfo
 from agent.toolbox import PreparedTask
-from tools.data import FlockRecord, SplitFractions, category_counts, load_jsonl, stratified_split, write_jsonl
+from tools.data import FlockRecord, SplitFractions, load_jsonl, stratified_split, write_jsonl
 from tools.flock.submit import check_base_model
 from tools.models import template_for
 from tools.tasks import TaskPlugin, detect_plugin, get_plugin
@@ -23,11 +22,6 @@ from tools.tasks import TaskPlugin, detect_plugin, get_plugin
 SplitName = Literal["train", "dev", "test"]
 SPLITS: tuple[SplitName, ...] = ("train", "dev", "test")
 TRAINING_SET = "training_set.jsonl"
-
-
-def primary_category_counts(plugin: TaskPlugin, records: Sequence[FlockRecord]) -> dict[str, int]:
-    """Records per primary category, sorted by name: how the pipeline counts categories."""
-    return category_counts(plugin.categorize(r).primary for r in records)
 
 
 def _plain_text(html_text: str) -> str:
@@ -73,7 +67,7 @@ class PreparedTaskFiles:
             base_model=config.base_model, template=template_for(config.base_model),
             split_sizes=splits.sizes(), description_excerpt=_plain_text(task.description)[:400],
         )
-        dataset = DatasetInfo(version=version, original_per_category=primary_category_counts(plugin, splits.train),
+        dataset = DatasetInfo(version=version, original_per_category=plugin.category_counts(splits.train),
                               synthetic_per_category={})
         prepared = PreparedTask(task=info, dataset=dataset, skipped_lines=report.skipped,
                                 training_sha256=downloaded.sha256)
