@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from agent.report_data import ReportData, SampleRow, TimelineEntry, gather, number
+from agent.report_data import ReportData, SampleRow, TimelineEntry, counts_text, gather, number
 from agent.state import AdapterInfo, DatasetInfo, EvalSummary
 from agent.trace import TraceEvent
 
@@ -117,10 +117,6 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, Markup) else html.escape(number(value))
 
 
-def _counts(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in counts.items())
-
-
 def _percent(share: float | None) -> str:
     return "—" if share is None else f"{100 * share:.1f}%"
 
@@ -148,7 +144,7 @@ def _stages(data: ReportData) -> str:
     total = sum(s.seconds for s in data.stages) or 1.0
     stages = _table(["stage", "runs", "seconds", "share of stage time", "budget spent"],
                     [[s.stage, s.runs, f"{s.seconds:.1f}", f"{100 * s.seconds / total:.0f}%",
-                      _counts({k: _amount(v) for k, v in s.budget_used.items()})] for s in data.stages], "stages")
+                      counts_text({k: _amount(v) for k, v in s.budget_used.items()})] for s in data.stages], "stages")
     budget = _table(["resource", "used", "limit", "share used"],
                     [[b.resource, _amount(b.used), _amount(b.limit),
                       f"{100 * b.used / b.limit:.0f}%" if b.limit else "—"] for b in data.budget], "budget")
@@ -190,9 +186,9 @@ def _results(data: ReportData) -> str:
                "test BPC best", f"{metric or 'task metric'} base", f"{metric or 'task metric'} best"]
     rows = [[r.category, r.dev_examples, r.dev_base_bpc, r.dev_best_bpc, r.test_examples, r.test_base_bpc,
              r.test_best_bpc, _percent(r.metric_base), _percent(r.metric_best)] for r in data.results]
-    note = ("<p>The task metric is measured on the test split (BPC: lower is better; the metric: higher is "
-            "better).</p>" if metric else "<p>The task metric was not computed in this run (eval.task_metric is "
-            "off); BPC only, lower is better.</p>")
+    note = (f"<p>The task metric is measured on the {data.metric_split} split (BPC: lower is better; the metric: "
+            "higher is better).</p>" if metric else "<p>The task metric was not computed in this run "
+            "(eval.task_metric is off); BPC only, lower is better.</p>")
     return _section("results", "Results per category", note, _table(headers, rows, "per-category"))
 
 
@@ -202,7 +198,8 @@ def _samples(data: ReportData) -> str:
                         "<p>This run folder holds no generation journals (no rows were generated here).</p>")
     parts = []
     for group in data.samples:
-        rejected = f"; rejected {_counts(group.rejected_by_reason)}" if group.rejected_by_reason else "; none rejected"
+        rejected = (f"; rejected {counts_text(group.rejected_by_reason)}" if group.rejected_by_reason
+                    else "; none rejected")
         parts.append(f'<div class="category" data-category="{html.escape(group.category)}">'
                      f"<h3>{html.escape(group.category)}</h3><p>accepted {group.accepted}{html.escape(rejected)}</p>")
         for kind, rows in (("accepted", group.accepted_samples), ("rejected", group.rejected_samples)):
@@ -230,7 +227,7 @@ def _row_text(row: SampleRow) -> Markup:
 
 
 def _timeline(data: ReportData) -> str:
-    rows = [[f"+{_duration(e.seconds)}", e.iteration, e.action, _counts(e.targets) or "—", e.source,
+    rows = [[f"+{_duration(e.seconds)}", e.iteration, e.action, counts_text(e.targets) or "—", e.source,
              e.guardrail, _rationale(e), Markup("<br/>".join(html.escape(line) for line in e.outcome))]
             for e in data.timeline]
     return _section("decisions", "Timeline of decisions",

@@ -134,6 +134,7 @@ class ReportData(BaseModel):
     samples: list[CategorySamples]
     journals_found: bool
     metric_name: str | None
+    metric_split: str = Field(description="the split the task metric columns are measured on")
     results: list[CategoryResult]
     timeline: list[TimelineEntry]
 
@@ -144,7 +145,7 @@ def gather(state: dict[str, Any], events: list[TraceEvent], run_dir: Path) -> Re
     usage = BudgetUsage.model_validate(state.get("usage") or {})
     start = next((e for e in events if e.type == "run_start"), None)
     samples, journals_found = synthetic_samples(run_dir)
-    metric_name, results = category_results(state)
+    metric_name, metric_split, results = category_results(state)
     return ReportData(
         run_id=str(state.get("run_id") or run_dir.name),
         status=str(state.get("status") or "unknown"),
@@ -158,7 +159,7 @@ def gather(state: dict[str, Any], events: list[TraceEvent], run_dir: Path) -> Re
         versions=dict(start.data.get("versions") or {}) if start else {},
         adapter=adapter_place(state, config, run_dir),
         samples=samples, journals_found=journals_found,
-        metric_name=metric_name, results=results,
+        metric_name=metric_name, metric_split=metric_split, results=results,
         timeline=decision_timeline(events),
     )
 
@@ -237,7 +238,7 @@ def _sample(iteration: int, row: GeneratedRow) -> SampleRow:
                      model_output=shorten(output) if output and record is None else None)
 
 
-def category_results(state: dict[str, Any]) -> tuple[str | None, list[CategoryResult]]:
+def category_results(state: dict[str, Any]) -> tuple[str | None, str, list[CategoryResult]]:
     """Per category (and overall): dev BPC of the base model and the best adapter, test BPC of both, and the task
     metric on test (on dev when the run has no test comparison)."""
     baseline = EvalSummary.model_validate(state["baseline"])
@@ -248,7 +249,7 @@ def category_results(state: dict[str, Any]) -> tuple[str | None, list[CategoryRe
     test_base = EvalSummary.model_validate(test["base"]) if test.get("base") else None
     test_best = EvalSummary.model_validate(test["adapter"]) if test.get("adapter") else None
     metric_base, metric_best = (test_base, test_best) if test_base is not None else (baseline, best)
-    metric_name = metric_base.task_metric_name
+    metric_name, metric_split = metric_base.task_metric_name, metric_base.split
 
     def overall(summary: EvalSummary | None, attribute: str) -> Any:
         return getattr(summary, attribute) if summary is not None else None
@@ -270,7 +271,7 @@ def category_results(state: dict[str, Any]) -> tuple[str | None, list[CategoryRe
             dev_base_bpc=part(baseline, "bpc"), dev_best_bpc=part(best, "bpc"),
             test_base_bpc=part(test_base, "bpc"), test_best_bpc=part(test_best, "bpc"),
             metric_base=part(metric_base, "task_metric"), metric_best=part(metric_best, "task_metric")))
-    return metric_name, rows
+    return metric_name, metric_split, rows
 
 
 def decision_timeline(events: list[TraceEvent]) -> list[TimelineEntry]:
@@ -303,8 +304,8 @@ def _outcome(event: TraceEvent) -> str | None:
     if scope == "generation":
         accepted = data.get("accepted") or {}
         rejected = data.get("rejected") or {}
-        return (f"accepted {sum(accepted.values())} rows ({_counts(accepted)}), rejected {sum(rejected.values())}"
-                f"{f' ({_counts(rejected)})' if rejected else ''}; stopped: {data.get('stop_reason')}")
+        return (f"accepted {sum(accepted.values())} rows ({counts_text(accepted)}), rejected {sum(rejected.values())}"
+                f"{f' ({counts_text(rejected)})' if rejected else ''}; stopped: {data.get('stop_reason')}")
     if scope == "adapter_dev":
         return (f"adapter {data.get('adapter_id')}: dev BPC {number(data.get('bpc'))} against "
                 f"{number(data.get('reference_bpc'))} ({'a gain' if data.get('gained') else 'no gain'})")
@@ -323,5 +324,5 @@ def number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in counts.items())
+def counts_text(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in counts.items())
