@@ -35,6 +35,7 @@ from agent.state import (
     EvalSummary,
     TaskInfo,
 )
+from agent.trace import annotate_langsmith_run
 from memory.lessons import lessons_for, record_gain
 
 Update = dict[str, Any]
@@ -82,6 +83,7 @@ def node(name: str) -> Callable[[Callable[[Step], Update]], GraphNode]:
             iteration = state.get("iteration", 0)
             ctx.tools.node, ctx.tools.iteration = name, iteration
             ctx.trace.emit("node_start", node=name, iteration=iteration)
+            annotate_langsmith_run(ctx.tracing_metadata(iteration))
             started = time.time()
             with progress.stage(name, iteration, state.get("usage"), ctx.budget):
                 update = dict(fn(Step(state, ctx)))

@@ -4,7 +4,7 @@ and replay them (agent/replay.py)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,28 @@ from memory.runs import RunPaths, RunStore, index_fields, task_label
 StepCallback = Callable[[str, dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class OpenRun:
+    """A run folder open for writing: its configuration, paths, the redactor of its secrets and its trace."""
+
+    config: RunConfig
+    paths: RunPaths
+    redactor: Redactor
+    trace: TraceWriter
+
+
 @dataclass
 class RunOutcome:
     run_id: str
     paths: RunPaths
     state: dict[str, Any]
     interrupted: bool = False
+
+
+def tracing_config(context: RunContext) -> dict[str, Any]:
+    """The metadata and tags a run's graph is invoked with, so LangSmith runs name the run and its task (each node
+    adds its iteration: agent/nodes.py)."""
+    return {"metadata": context.tracing_metadata(), "tags": ["synthgen", f"synthgen-task:{context.task}"]}
 
 
 #: Opens the toolbox a run works with (tests substitute one that injects faults).
@@ -52,6 +68,21 @@ class Runner:
 
     # ----- start / resume ----------------------------------------------------------------------------------------
     def start(self, config: RunConfig, run_id: str | None = None) -> RunOutcome:
+        run = self.create(config, run_id)
+        return self._drive(run, {"run_id": run.paths.run_id})
+
+    def resume(self, run_id: str) -> RunOutcome:
+        paths = self.store.paths(run_id)
+        state = load_state(paths)
+        if state.get("status") == "finished":
+            return RunOutcome(run_id, paths, state)
+        run = self.reopen(run_id, state.get("cassette_len", 0))
+        # A checkpointed state exists once bootstrap started; before that, start the graph from its input again.
+        graph_input: dict[str, Any] | None = None if state else {"run_id": run_id}
+        return self._drive(run, graph_input, truncate_to=state.get("cassette_len", 0))
+
+    def create(self, config: RunConfig, run_id: str | None = None) -> OpenRun:
+        """A new run folder: its configuration saved (secrets redacted), indexed, and its run_start traced."""
         check_environment(config)
         redactor = Redactor()
         config_dump = redactor.value(config.model_dump(mode="json"))
@@ -59,58 +90,69 @@ class Runner:
                                   run_id=run_id)
         trace = TraceWriter(paths.trace, paths.run_id, redactor)
         trace.emit("run_start", config=config_dump, versions=versions())
-        return self._drive(config, paths, redactor, trace, {"run_id": paths.run_id})
+        return OpenRun(config, paths, redactor, trace)
 
-    def resume(self, run_id: str) -> RunOutcome:
+    def reopen(self, run_id: str, cassette_len: int) -> OpenRun:
+        """An existing run folder, to continue from the checkpoint that covers ``cassette_len`` recorded calls."""
         paths = self.store.paths(run_id)
         config = RunConfig.model_validate(self.store.load_config(run_id))
         check_environment(config)
         redactor = Redactor()
         trace = TraceWriter(paths.trace, paths.run_id, redactor)
-        state = load_state(paths)
-        if state.get("status") == "finished":
-            return RunOutcome(run_id, paths, state)
-        trace.emit("run_resume", interrupted_in=_open_node(read_trace(paths.trace)),
-                   cassette_len=state.get("cassette_len", 0))
+        trace.emit("run_resume", interrupted_in=_open_node(read_trace(paths.trace)), cassette_len=cassette_len)
         self.store.adopt(run_id, task=task_label(config.task.model_dump(mode="json")), planner=config.planner.kind)
         self.store.update(run_id, status="running")
-        # A checkpointed state exists once bootstrap started; before that, start the graph from its input again.
-        graph_input: dict[str, Any] | None = None if state else {"run_id": run_id}
-        return self._drive(config, paths, redactor, trace, graph_input, truncate_to=state.get("cassette_len", 0))
+        return OpenRun(config, paths, redactor, trace)
 
-    def _drive(self, config: RunConfig, paths: RunPaths, redactor: Redactor, trace: TraceWriter,
-               graph_input: dict[str, Any] | None, truncate_to: int | None = None) -> RunOutcome:
-        cassette = Cassette(paths.cassette, "record", redactor)
+    @contextlib.contextmanager
+    def open_context(self, run: OpenRun, truncate_to: int | None = None) -> Iterator[RunContext]:
+        """The run's live context (cassette, lessons store, planner, and the toolbox, open while the context is);
+        ``truncate_to`` cuts the cassette back to the calls a checkpoint covers."""
+        cassette = Cassette(run.paths.cassette, "record", run.redactor)
         if truncate_to is not None:
             cassette.truncate(truncate_to)
+        config = run.config
+        with self.toolbox_factory(config, run.paths, run.redactor) as toolbox:
+            yield RunContext(run_id=run.paths.run_id, budget=config.budget,
+                             tools=RecordedToolbox(toolbox, cassette, run.trace), trace=run.trace, cassette=cassette,
+                             planner_kind=config.planner.kind, planner=self.planner_factory(config),
+                             lessons=make_store(config.runs_dir / "lessons.sqlite"),
+                             task=task_label(config.task.model_dump(mode="json")))
+
+    def _drive(self, run: OpenRun, graph_input: dict[str, Any] | None, truncate_to: int | None = None) -> RunOutcome:
+        paths = run.paths
         checkpointer = make_checkpointer(paths.checkpoints)
-        lessons = make_store(config.runs_dir / "lessons.sqlite")
         interrupted = False
         try:
-            with self.toolbox_factory(config, paths, redactor) as toolbox:
-                context = RunContext(run_id=paths.run_id, budget=config.budget,
-                                     tools=RecordedToolbox(toolbox, cassette, trace), trace=trace, cassette=cassette,
-                                     planner_kind=config.planner.kind, planner=self.planner_factory(config),
-                                     lessons=lessons)
-                graph = compile_graph(checkpointer=checkpointer, store=lessons)
-                run_config = thread_config(paths.run_id, recursion_limit(config.budget.max_iterations))
+            with self.open_context(run, truncate_to) as context:
+                graph = compile_graph(checkpointer=checkpointer, store=context.lessons)
+                run_config = {**thread_config(paths.run_id, recursion_limit(run.config.budget.max_iterations)),
+                              **tracing_config(context)}
                 for update in graph.stream(graph_input, config=run_config, context=context, stream_mode="updates"):
                     for node, values in update.items():
                         if self.on_step is not None and isinstance(values, dict):
                             self.on_step(node, values)
         except KeyboardInterrupt:
             interrupted = True
-            trace.emit("error", error="interrupted by the user (Ctrl-C); resume with `synthgen resume "
-                                      f"{paths.run_id}`")
+            run.trace.emit("error", error="interrupted by the user (Ctrl-C); resume with `synthgen resume "
+                                          f"{paths.run_id}`")
         except Exception as exc:
-            trace.emit("error", error=redactor.text(f"{type(exc).__name__}: {exc}"))
-            self.store.update(paths.run_id, status="failed")
+            self.record_failure(run, exc)
             raise
         state = load_state(paths)
-        self._index(paths, state, interrupted)
-        if not interrupted:
-            trace.emit("run_end", status=state.get("status"), best_adapter=state.get("best_adapter"))
+        self.record_end(run, state, interrupted)
         return RunOutcome(paths.run_id, paths, state, interrupted=interrupted)
+
+    def record_failure(self, run: OpenRun, exc: Exception) -> None:
+        """Trace the error that ended a run and mark it failed in the index."""
+        run.trace.emit("error", error=run.redactor.text(f"{type(exc).__name__}: {exc}"))
+        self.store.update(run.paths.run_id, status="failed")
+
+    def record_end(self, run: OpenRun, state: dict[str, Any], interrupted: bool) -> None:
+        """Index the run's state (status, scores) and, unless it was interrupted, trace its end."""
+        self._index(run.paths, state, interrupted)
+        if not interrupted:
+            run.trace.emit("run_end", status=state.get("status"), best_adapter=state.get("best_adapter"))
 
     def _index(self, paths: RunPaths, state: dict[str, Any], interrupted: bool) -> None:
         self.store.update(paths.run_id, status="interrupted" if interrupted else state.get("status", "running"),
