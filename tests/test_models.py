@@ -59,6 +59,13 @@ def test_bad_specs_say_what_was_tried(tmp_path, offline):
         resolve_model("org/missing")
 
 
+def test_the_fix_names_the_current_hub_cli(offline):
+    """huggingface_hub's old ``huggingface-cli`` only prints that it no longer works; ``hf download`` replaced it."""
+    with pytest.raises(ModelNotAvailableError) as info:
+        resolve_model("org/missing")
+    assert "`hf download org/missing`" in str(info.value) and "huggingface-cli" not in str(info.value)
+
+
 def test_missing_package_fix_is_named(offline, monkeypatch):
     monkeypatch.setitem(models.PACKAGED_GGUF, "org/packaged",
                         PackagedGGUF(package="no_such_pkg_xyz", filename="m.gguf", pip_name="no-such-pkg"))

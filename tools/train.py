@@ -296,7 +296,7 @@ def _load_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any) -> 
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    extra = torch.load(folder / "optimizer.pt", weights_only=False)
+    extra = torch.load(folder / "optimizer.pt", weights_only=True)  # tensors and plain values only: no code
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["torch_rng"])
