@@ -105,7 +105,10 @@ class RunConfig(_Section):
 
     task: TaskSource = Field(default_factory=TaskSource)
     base_model: str = Field(default=DEFAULT_BASE_MODEL, description="Hub id of the model the adapter is trained "
-                                                                    "on (what FLock validators load)")
+                                                                    "on (what FLock validators load); 'auto', and "
+                                                                    "for a live task the default too: a model "
+                                                                    "FLock's validators accept, picked from the "
+                                                                    "task's max_params and this machine's GPU")
     base_model_weights: str | None = Field(default=None, description="load the base model's weights from this "
                                            "folder or GGUF file instead of the Hub (it must stand for base_model)")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)

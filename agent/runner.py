@@ -15,7 +15,7 @@ from agent.cassette import Cassette
 from agent.config import RunConfig, check_environment
 from agent.context import RunContext
 from agent.graph import compile_graph, recursion_limit
-from agent.pipeline import open_pipeline
+from agent.pipeline import open_pipeline, resolve_base_model
 from agent.planner import Planner, build_planner
 from agent.replay import ReplayOutcome, replay_run
 from agent.toolbox import RecordedToolbox, Toolbox
@@ -62,11 +62,14 @@ class Runner:
     # ----- start / resume ----------------------------------------------------------------------------------------
     def start(self, config: RunConfig, run_id: str | None = None) -> RunOutcome:
         check_environment(config)
+        config, base_model_choice = resolve_base_model(config)
         redactor = Redactor()
         config_dump = redactor.value(config.model_dump(mode="json"))
         paths = self.store.create(config_dump, task=_task_label(config), planner=config.planner.kind, run_id=run_id)
         trace = TraceWriter(paths.trace, paths.run_id, redactor)
         trace.emit("run_start", config=config_dump, versions=versions())
+        if base_model_choice is not None:
+            trace.emit("metrics", scope="base_model_choice", **base_model_choice.model_dump(mode="json"))
         return self._drive(config, paths, redactor, trace, {"run_id": paths.run_id})
 
     def resume(self, run_id: str) -> RunOutcome:

@@ -34,22 +34,26 @@ class Submitter:
         ledger = SubmissionLedger.in_run_dir(paths.root)
         with progress.step(f"publish and submit {adapter_id}", None):
             receipt = publish_and_submit(env.client, ledger, env.publisher, task, adapter_dir, config.base_model,
-                                         repo_id)
-        validation_bpc = base_bpc = None
+                                         repo_id, real_validators=not env.local)
+        validation_bpc = base_bpc = accepted = None
         if env.local:
             assert env.task_dir is not None  # a local task is served from its folder
-            validation_bpc = self.simulator_score(receipt.hg_repo_id, receipt.revision)
+            validation_bpc, accepted = self.simulator_score(receipt.hg_repo_id, receipt.revision)
             base_bpc = self.evaluator.base_validation_bpc(env.task_dir)
         return SubmissionInfo(adapter_id=adapter_id, repo_id=receipt.hg_repo_id, revision=receipt.revision,
-                              task_id=task.id, validation_bpc=validation_bpc, base_validation_bpc=base_bpc)
+                              task_id=task.id, validation_bpc=validation_bpc, base_validation_bpc=base_bpc,
+                              accepted_by_flock_validators=accepted)
 
-    def simulator_score(self, repo_id: str, revision: str) -> float | None:
-        """Let the simulator's validator score pending submissions, then read this one's score."""
+    def simulator_score(self, repo_id: str, revision: str) -> tuple[float | None, bool | None]:
+        """Let the simulator's validator score pending submissions, then read this one's score, and whether
+        FLock's own validators would accept it."""
         assert self.env.simulator is not None
         with progress.step("FLock simulator validates the submission", None):
             self.env.simulator.validate_pending()
         for item in self.env.client.wallet_submissions(self.env.task_id):
             if item.hg_repo_id == repo_id and item.revision == revision:
                 score = item.submission_phase_score
-                return float(score) if score is not None else None
-        return None
+                accepted = (item.model_extra or {}).get("accepted_by_flock_validators")
+                return (float(score) if score is not None else None,
+                        accepted if isinstance(accepted, bool) else None)
+        return None, None
