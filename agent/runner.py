@@ -4,8 +4,6 @@ and replay them (agent/replay.py)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from agent.trace import Redactor, TraceEvent, TraceWriter, read_trace
 from memory.checkpoint import load_state, make_checkpointer, thread_config
 from memory.lessons import make_store
 from memory.runs import RunPaths, RunStore
+from tools.hub_cards import software_versions
 
 #: Called after every graph step with (node name, the node's state update).
 StepCallback = Callable[[str, dict[str, Any]], None]
@@ -34,14 +33,6 @@ class RunOutcome:
     paths: RunPaths
     state: dict[str, Any]
     interrupted: bool = False
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in ("synthgen-agent", "langgraph", "transformers", "peft", "torch", "datasets"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[name] = importlib.metadata.version(name)
-    return found
 
 
 #: Opens the toolbox a run works with (tests substitute one that injects faults).
@@ -67,7 +58,7 @@ class Runner:
         config_dump = redactor.value(config.model_dump(mode="json"))
         paths = self.store.create(config_dump, task=_task_label(config), planner=config.planner.kind, run_id=run_id)
         trace = TraceWriter(paths.trace, paths.run_id, redactor)
-        trace.emit("run_start", config=config_dump, versions=versions())
+        trace.emit("run_start", config=config_dump, versions=software_versions())
         if base_model_choice is not None:
             trace.emit("metrics", scope="base_model_choice", **base_model_choice.model_dump(mode="json"))
         return self._drive(config, paths, redactor, trace, {"run_id": paths.run_id})

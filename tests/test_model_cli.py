@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import tools.models as models
 from agent.cli import app
+from tests.test_models import offline  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -20,16 +20,9 @@ def training_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    models._resolve_hub_id.cache_clear()
-    yield
-    models._resolve_hub_id.cache_clear()
-
-
+@pytest.mark.usefixtures("offline")
 @pytest.mark.parametrize("template", [[], ["--template", "qwen1.5"]])
-def test_train_with_a_model_nobody_has_is_one_error_line(training_file, tmp_path, offline, template):
+def test_train_with_a_model_nobody_has_is_one_error_line(training_file, tmp_path, template):
     result = CliRunner().invoke(app, ["model", "train", str(training_file), "-o", str(tmp_path / "out"),
                                       "--model", "nobody/x", *template])
     assert result.exit_code == 2, result.output
@@ -38,7 +31,8 @@ def test_train_with_a_model_nobody_has_is_one_error_line(training_file, tmp_path
     assert "Traceback" not in result.output and "hf download nobody/x" in lines[0]
 
 
-def test_score_with_a_model_nobody_has_is_one_error_line(training_file, offline):
+@pytest.mark.usefixtures("offline")
+def test_score_with_a_model_nobody_has_is_one_error_line(training_file):
     result = CliRunner().invoke(app, ["model", "score", str(training_file), "--model", "nobody/x"])
     assert result.exit_code == 2, result.output
     assert result.output.strip().startswith("error: model 'nobody/x' is not available")

@@ -12,6 +12,7 @@ generation engine, the trainer, the evaluator and the publishers.
 | ``generation`` | the generate stage on tools.generation_setup |
 | ``training`` | the training settings of one run (configuration + planner overrides) and the train stage |
 | ``submission`` | publishing, submission, and the simulator's score of a submission |
+| ``cards`` | the Hub artifacts: the adapter's model card stage by stage, the run's dataset with its card |
 | ``toolbox`` | ``PipelineToolbox``: the stages behind agent.toolbox.Toolbox; ``open_pipeline`` |
 """
 

@@ -95,8 +95,10 @@ class HubArtifacts:
             logger.warning("no card record for adapter %s (trained before cards existed): published without one",
                            adapter_id)
             return
+        dev_scores = _score(dev, base_dev, "this run (dev split)")
         published = card.model_copy(update={"repo_id": repo_id, "revision": None, "dataset_repo_id": None,
-                                            "scores": _score(dev, base_dev, "this run (dev split)")})
+                                            "scores": dev_scores})
+        write_result(self._card_path(adapter_id), card.with_scores(*dev_scores).model_copy(update={"repo_id": repo_id}))
         try:
             write_model_card(adapter_dir, published)
         except Exception as exc:  # the card is an extra: the adapter is published and submitted without it
