@@ -57,6 +57,8 @@ def test_a_live_task_left_on_the_demo_default_gets_a_model_flock_accepts(live, t
     assert auto.base_model == QWEN_SMALL and again == choice
     named, none = resolve_base_model(_live_config(live, tmp_path, base_model="Qwen/Qwen2.5-1.5B-Instruct"))
     assert (named.base_model, none) == ("Qwen/Qwen2.5-1.5B-Instruct", None)  # a named model is kept
+    weights, kept = resolve_base_model(_live_config(live, tmp_path, base_model_weights=str(tmp_path)))
+    assert (weights.base_model, kept) == (DEFAULT_MODEL, None)  # weights for it: named, and refused at bootstrap
 
 
 def test_auto_on_a_local_task_is_the_offline_demo_model(tmp_path):

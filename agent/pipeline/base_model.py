@@ -30,11 +30,13 @@ AUTO = "auto"
 def resolve_base_model(config: RunConfig) -> tuple[RunConfig, BaseModelChoice | None]:
     """The configuration with a concrete base model, and the choice made (None when the configuration named one).
 
-    A live task left on the offline demo's default (SmolLM2, which FLock's validators do not accept) is treated as
-    ``auto`` too. The task is fetched (``GET /tasks/get`` needs no key) for its ``max_params``.
+    A live task left on the offline demo's default (SmolLM2, which FLock's validators do not accept) without weights
+    of its own is treated as ``auto`` too. The task is fetched (``GET /tasks/get`` needs no key) for its
+    ``max_params``.
     """
     live = config.task.kind == "flock"
-    if config.base_model != AUTO and not (live and config.base_model == DEFAULT_BASE_MODEL):
+    left_on_demo = live and config.base_model == DEFAULT_BASE_MODEL and not config.base_model_weights
+    if config.base_model != AUTO and not left_on_demo:
         return config, None
     if config.base_model_weights:
         raise PipelineError("base_model_weights names weights for one model: set base_model to the Hub id they "
