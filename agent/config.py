@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.state import RunBudget
+from tools.tracking import TrackingConfig
 from tools.train import TrainConfig
 
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -101,6 +102,12 @@ class PublishSettings(_Section):
         default="auto", description="auto: the Hub for live FLock tasks, the simulator's local store otherwise; "
                                     "local: a folder store (what a self-hosted simulator's validator reads); hub: "
                                     "the Hugging Face Hub (HF_TOKEN, HF_USERNAME)")
+    dataset: bool = Field(default=False, description="at the end of a run also publish its synthetic data as a "
+                                                     "Hugging Face dataset with a dataset card (same place as "
+                                                     "the adapters); the files are in the run's hub/ folder either way")
+    dataset_license: str = Field(default="other", description="license named in the dataset card (a Hub license "
+                                                               "id; the rows derive from the task's data and the "
+                                                               "generator's output)")
 
 
 class RunConfig(_Section):
@@ -108,7 +115,10 @@ class RunConfig(_Section):
 
     task: TaskSource = Field(default_factory=TaskSource)
     base_model: str = Field(default=DEFAULT_BASE_MODEL, description="Hub id of the model the adapter is trained "
-                                                                    "on (what FLock validators load)")
+                                                                    "on (what FLock validators load); 'auto', and "
+                                                                    "for a live task the default too: a model "
+                                                                    "FLock's validators accept, picked from the "
+                                                                    "task's max_params and this machine's GPU")
     base_model_weights: str | None = Field(default=None, description="load the base model's weights from this "
                                            "folder or GGUF file instead of the Hub (it must stand for base_model)")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
@@ -117,6 +127,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(**AGENT_TRAIN_DEFAULTS))
     eval: EvalSettings = Field(default_factory=EvalSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     seed: int = Field(default=0, description="seed for splits, generation and training")
     runs_dir: Path = Field(default=Path("runs"), description="where run folders are written")
 

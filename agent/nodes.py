@@ -258,7 +258,8 @@ def submit(step: Step) -> Update:
     ctx.trace.emit("metrics", node="submit", iteration=step.iteration, scope="submission",
                    adapter_id=best, repo_id=receipt.repo_id,
                    revision=receipt.revision, validation_bpc=receipt.validation_bpc,
-                   base_validation_bpc=receipt.base_validation_bpc)
+                   base_validation_bpc=receipt.base_validation_bpc,
+                   accepted_by_flock_validators=receipt.accepted_by_flock_validators)
     return {"submissions": [receipt.model_dump(mode="json")], "usage": usage.model_dump(), "pending": None}
 
 

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import versions
 from agent.cassette import Cassette
 from agent.config import RunConfig, check_environment
 from agent.context import RunContext
 from agent.graph import compile_graph, recursion_limit
-from agent.pipeline import open_pipeline
+from agent.pipeline import open_pipeline, resolve_base_model
 from agent.planner import Planner, build_planner
 from agent.replay import ReplayOutcome, replay_run
 from agent.toolbox import RecordedToolbox, Toolbox
@@ -22,6 +21,7 @@ from agent.trace import Redactor, TraceEvent, TraceWriter, read_trace
 from memory.checkpoint import load_state, make_checkpointer, thread_config
 from memory.lessons import make_store
 from memory.runs import RunPaths, RunStore, index_fields, task_label
+from tools.versions import software_versions
 
 #: Called after every graph step with (node name, the node's state update).
 StepCallback = Callable[[str, dict[str, Any]], None]
@@ -84,12 +84,15 @@ class Runner:
     def create(self, config: RunConfig, run_id: str | None = None) -> OpenRun:
         """A new run folder: its configuration saved (secrets redacted), indexed, and its run_start traced."""
         check_environment(config)
+        config, base_model_choice = resolve_base_model(config)
         redactor = Redactor()
         config_dump = redactor.value(config.model_dump(mode="json"))
         paths = self.store.create(config_dump, task=task_label(config_dump["task"]), planner=config.planner.kind,
                                   run_id=run_id)
         trace = TraceWriter(paths.trace, paths.run_id, redactor)
-        trace.emit("run_start", config=config_dump, versions=versions())
+        trace.emit("run_start", config=config_dump, versions=software_versions())
+        if base_model_choice is not None:
+            trace.emit("metrics", scope="base_model_choice", **base_model_choice.model_dump(mode="json"))
         return OpenRun(config, paths, redactor, trace)
 
     def reopen(self, run_id: str, cassette_len: int) -> OpenRun:

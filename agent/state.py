@@ -194,6 +194,9 @@ class SubmissionInfo(BaseModel):
     task_id: int | str
     validation_bpc: float | None = None
     base_validation_bpc: float | None = None
+    accepted_by_flock_validators: bool | None = Field(
+        default=None, description="False: scored by the simulator, but FLock's validators would mark it failed (its "
+                                  "base model is not in their supported list); None: not known")
 
 
 class AgentInput(TypedDict, total=False):

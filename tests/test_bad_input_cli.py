@@ -294,7 +294,9 @@ def fake_flock(good_task: Path) -> Iterator[FakeFlock]:
 
 def test_two_gigabyte_claim_is_refused_without_downloading_it(run_with: Any, fake_flock: FakeFlock,
                                                               tmp_path: Path) -> None:
-    result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": fake_flock.url + "/api/v1"}},
+    # A live task takes only a base model FLock's validators accept (the tiny weights stand in for it).
+    result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": fake_flock.url + "/api/v1"},
+                       "base_model": "Qwen/Qwen2.5-0.5B-Instruct"},
                       env={"FLOCK_API_KEY": "node-key-for-the-fake-api", "HF_TOKEN": "hf-x", "HF_USERNAME": "x"})
     one_clear_error(result, "/storage/data.jsonl: 2147483649 bytes is over the 2147483648-byte download cap")
     assert fake_flock.body_bytes_sent < 1024 * 1024

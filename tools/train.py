@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools import tracking
 from tools.data import FlockRecord
 from tools.evaluate import TokenBatch, length_grouped_batches, make_batch, target_token_losses
 from tools.fileio import atomic_write_text
@@ -296,7 +297,7 @@ def _load_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any) -> 
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    extra = torch.load(folder / "optimizer.pt", weights_only=False)
+    extra = torch.load(folder / "optimizer.pt", weights_only=True)  # tensors and plain values only: no code
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["torch_rng"])
@@ -527,6 +528,8 @@ def train_adapter(
             state["padded_tokens"] += sum(b.padded_tokens for b in token_batches)
             state["target_tokens"] += targets
             state["loss_curve"].append(loss)
+            tracking.log_metrics({"train/loss": loss, "train/learning_rate": float(scheduler.get_last_lr()[0])},
+                                 state["step"])
             state["train_time_s"] = time_before + time.perf_counter() - loop_start
             if progress is not None:
                 progress(TrainProgress(

@@ -32,9 +32,9 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        from agent import versions
+        from tools.versions import software_versions
 
-        found = versions()
+        found = software_versions()
         console.print(f"synthgen {found.pop('synthgen-agent', 'unknown')} ("
                       + ", ".join(f"{name} {version}" for name, version in found.items()) + ")",
                       markup=False, highlight=False)

@@ -19,11 +19,14 @@ app = typer.Typer(help="Train LoRA adapters and score them as FLock does.", no_a
 
 
 def _template_of(model: str, template: str | None) -> str:
-    from tools.models import BASE_MODELS, resolve_model
+    from tools.models import BASE_MODELS, ModelNotAvailableError, resolve_model
 
     if template:
         return template
-    hub = resolve_model(model).hub_id
+    try:
+        hub = resolve_model(model).hub_id
+    except ModelNotAvailableError as exc:
+        raise fail(str(exc)) from None
     if hub in BASE_MODELS:
         return BASE_MODELS[hub].template
     raise fail(f"no FLock template known for {model!r}; pass --template (one of the FLock template names)")
@@ -56,13 +59,15 @@ def train_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from tools.data import DataValidationError
+    from tools.models import ModelNotAvailableError, resolve_model
     from tools.train import TrainConfig, TrainingOOMError, TrainProgress, train_adapter
 
     try:
         records = load_records(file, skip_bad_lines)
         config = TrainConfig(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate, lora_r=lora_r,
                              lora_alpha=2 * lora_r, batch_tokens=batch_tokens, qlora=qlora)
-    except (DataValidationError, ValueError) as exc:
+        resolve_model(model, hub_id=hub_id)  # a model that cannot be found is reported before training starts
+    except (DataValidationError, ModelNotAvailableError, ValueError) as exc:
         raise fail(str(exc)) from None
     name = _template_of(model, template)
     with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
@@ -99,6 +104,7 @@ def score_command(
 
     from tools.data import DataValidationError
     from tools.evaluate import flock_score
+    from tools.models import ModelNotAvailableError
     from tools.tasks import detect_plugin
 
     try:
@@ -110,7 +116,7 @@ def score_command(
     try:
         score = flock_score(model, records, template=_template_of(model, template), context_length=context_length,
                             adapter=adapter, categories=categories, max_params=max_params)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ModelNotAvailableError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"FLock score ({plugin.name}; {score.num_params / 1e6:.1f}M parameters)")
     for column in ("category", "examples", "BPC", "eval loss", "target tokens", "target bytes", "penalty"):

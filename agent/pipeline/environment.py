@@ -94,6 +94,7 @@ def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> 
                              base_model_paths=weights, faults=faults)
     redactor.add(server.node_api_key)
     redactor.add(server.validator_api_key)
+    redactor.add(server.builtin_validator_api_key)
     redactor.add(server.admin_token)
     with server, server.client(**http) as client:
         publisher: Publisher = HubPublisher() if config.publishes_to_hub else LocalPublisher(store)

@@ -12,6 +12,7 @@ from agent.pipeline.base_model import with_adapter
 from agent.pipeline.environment import PipelineError
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import adapter_folder, read_result, write_result
+from agent.pipeline.training import adapter_iteration
 from agent.state import CategoryMetrics, EvalSummary
 from agent.toolbox import TestComparison
 from tools.data import load_jsonl
@@ -64,7 +65,17 @@ class Evaluator:
             task_metric_name=metric_name, task_metric=overall_metric,
         )
         write_result(cache, summary)
+        self._track(summary)
         return summary
+
+    def _track(self, summary: EvalSummary) -> None:
+        """The evaluation's metrics for the run's trackers: the base model at step 0, an adapter at its round."""
+        who = "adapter" if summary.adapter_id else "base"
+        metrics = {f"{summary.split}/{who}/bpc": summary.bpc,
+                   **{f"{summary.split}/{who}/bpc/{c}": m.bpc for c, m in summary.per_category.items()}}
+        if summary.task_metric_name and summary.task_metric is not None:
+            metrics[f"{summary.split}/{who}/{summary.task_metric_name}"] = summary.task_metric
+        self.run.tracker.log(metrics, adapter_iteration(summary.adapter_id) if summary.adapter_id else 0)
 
     def compare_on_test(self, adapter_id: str | None) -> TestComparison:
         """Base model vs an adapter on the test split, per category and on the task metric."""

@@ -80,7 +80,7 @@ class PreparedTaskFiles:
         if config.task.kind == "flock" and not task.in_submission_phase:
             raise PipelineError(f"task {task.id} is in status {task.status!r}, not submission_phase: "
                                 "FLock would refuse a submission")
-        check_base_model(task, config.base_model)
+        check_base_model(task, config.base_model, real_validators=config.task.kind == "flock")
         with progress.step("download training set", None):
             downloaded = env.client.download_training_set(env.task_id, self.folder / TRAINING_SET, task=task)
         try:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator
 
 from agent.config import RunConfig
+from agent.pipeline.cards import HubArtifacts
 from agent.pipeline.environment import TaskEnvironment, open_environment
 from agent.pipeline.evaluation import Evaluator
 from agent.pipeline.generation import Generator
@@ -39,6 +40,7 @@ class PipelineToolbox:
     def close(self) -> None:
         self.run.models.close()
         self.generator.close()
+        self.run.tracker.close()
 
     @property
     def task(self) -> TaskInfo:
@@ -70,7 +72,10 @@ class PipelineToolbox:
         return self.submitter.submit(adapter_id)
 
     def compare_on_test(self, adapter_id: str | None) -> TestComparison:
-        return self.evaluator.compare_on_test(adapter_id)
+        """The test comparison of the finish stage; the run's Hub artifacts are completed with it."""
+        comparison = self.evaluator.compare_on_test(adapter_id)
+        HubArtifacts(self.run).finish(adapter_id, comparison, self.env)
+        return comparison
 
 
 @contextlib.contextmanager

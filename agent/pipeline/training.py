@@ -4,16 +4,26 @@ from its checkpoints, so a re-run finishes the same adapter."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from agent import progress
+from agent.pipeline.cards import HubArtifacts
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import content_digest
 from agent.state import AdapterInfo, TrainOverrides
+from tools import tracking
 from tools.train import TrainConfig, TrainProgress, train_adapter
 
 #: Loss points an AdapterInfo keeps (the trainer logs one per step).
 LOSS_CURVE_POINTS = 200
+_ADAPTER_ID = re.compile(r"^a(\d+)-")
+
+
+def adapter_iteration(adapter_id: str) -> int:
+    """The round an adapter was trained in (its id is ``a<round>-<digest>``, see :meth:`Trainer.train`)."""
+    found = _ADAPTER_ID.match(adapter_id)
+    return int(found.group(1)) if found else 0
 
 
 def training_settings(configured: TrainConfig, overrides: TrainOverrides | None, *, seed: int,
@@ -49,9 +59,15 @@ class Trainer:
                 advance(step.step - steps_reported[0], total=step.total_steps)
                 steps_reported[0] = step.step
 
-            result = train_adapter(run.models.weights, records, run.paths.adapters_dir / adapter_id, settings,
-                                   template=info.template, context_length=info.context_length,
-                                   progress=on_progress, resume=True, hub_id=run.config.base_model)
+            with tracking.current(run.tracker, prefix=f"{adapter_id}/"):  # the trainer's step curve
+                result = train_adapter(run.models.weights, records, run.paths.adapters_dir / adapter_id, settings,
+                                       template=info.template, context_length=info.context_length,
+                                       progress=on_progress, resume=True, hub_id=run.config.base_model)
+        run.tracker.log({"train/real_tokens": result.real_tokens, "train/steps": result.steps,
+                         "train/tokens_per_s": result.tokens_per_s, "train/seconds": result.train_time_s,
+                         "train/final_loss": result.loss_curve[-1] if result.loss_curve else float("nan")},
+                        iteration)
+        HubArtifacts(run).record_training(adapter_id, dataset_version, result)
         curve = result.loss_curve
         if len(curve) > LOSS_CURVE_POINTS:
             stride = len(curve) / LOSS_CURVE_POINTS
