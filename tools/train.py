@@ -1,12 +1,15 @@
 """LoRA / QLoRA training on FLock data: a small loop on torch + peft, fast on CPU and GPU.
 
-What makes it fast (measured in benchmarks/train_throughput.py against FLock's reference recipe):
+What makes it fast (measured in benchmarks/train_throughput.py against FLock's reference recipe and TRL's
+SFTTrainer; results in benchmarks/results/train_throughput.json):
 - batches of examples of similar length under a padded-token budget, right-padded with no attention mask (under a
   causal mask, padding at the end cannot change earlier positions), so little compute goes to padding;
 - logits only at positions whose next token is a target (tools.evaluate.target_token_losses): the LM head and its
   softmax over the vocabulary are skipped for prompt tokens;
-- bf16 autocast where the hardware has bf16 (AVX512-BF16 / AMX on CPU, Ampere+ on GPU) with the frozen base
-  weights stored in bf16, so they are not re-cast on every step; LoRA weights and optimizer state stay fp32.
+- the precision that is fastest on the device (tools.train_hardware): bf16 autocast with the frozen base weights
+  stored in bf16 on GPUs and AMX CPUs; fp32 on CPUs without AMX, where bf16 matmuls are no faster and the casts
+  cost time. LoRA weights and optimizer state stay fp32;
+- lean forwards for LoRA projections and SiLU-gated MLPs (tools.train_fused): fewer ops, less activation memory.
 
 The loss is FLock's: assistant tokens only (tools.templates masking). By default every example weighs the same
 (``loss_weighting="example"``), as in FLock's score, which averages per-example mean losses.
