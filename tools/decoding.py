@@ -126,7 +126,7 @@ def torch_inference_mode() -> Any:
 def _slot_class() -> type:
     from transformers.cache_utils import DynamicLayer
 
-    class CacheSlot(DynamicLayer):  # type: ignore[misc]
+    class CacheSlot(DynamicLayer):
         """One layer's keys and values for a batch, allocated once at the batch's final width: a forward pass
         writes its new positions in place and attends to the filled part (a plain dynamic layer concatenates,
         copying the whole cache at every step)."""
@@ -204,7 +204,7 @@ class _Decoder:
                 ids[j, span - lengths[r]:] = torch.tensor(suffixes[r])
                 mask[j, prefix_len + span - lengths[r]:] = 1
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
-            cache = prefix_cache(prefix, len(piece)) if prefix_len else DynamicCache()
+            cache: Any = prefix_cache(prefix, len(piece)) if prefix_len else DynamicCache()
             out = decoder_call(self.causal, cache, input_ids=ids.to(device), attention_mask=mask.to(device),
                                position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
             piece_scores = out.logits[:, -1].float()
@@ -300,12 +300,9 @@ class _Decoder:
             tokens: list[int] = []
             finish: Literal["stop_token", "stop_string", "length"] = "length"
             for token in row:
-                if token in self.stop_ids:
-                    finish = "stop_token"
-                    break
-                tokens.append(token)
-                if self.stop_strings and self._stop_string_in(tokens):
-                    finish = "stop_string"
+                ended = self._ends(tokens, token)
+                if ended is not None:
+                    finish = "stop_token" if ended == "stop_token" else "stop_string"
                     break
             results.append(Decoded(tokens, finish))
         return results

@@ -14,10 +14,7 @@ and a content-addressed store the same revision.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import json
-import platform
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path

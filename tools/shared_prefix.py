@@ -127,7 +127,7 @@ def run_prefix(decoder: Any, prefix_ids: Sequence[int], device: Any) -> PrefixKV
     import torch
     from transformers import DynamicCache
 
-    cache = DynamicCache()
+    cache: Any = DynamicCache()
     decoder_call(decoder, cache, input_ids=torch.tensor([list(prefix_ids)], device=device), use_cache=True)
     return [(layer.keys, layer.values) for layer in cache.layers]
 

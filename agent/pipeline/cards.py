@@ -19,7 +19,6 @@ from pathlib import Path
 from agent.pipeline.environment import TaskEnvironment
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import read_result, write_result
-from agent.pipeline.task import primary_category_counts
 from agent.state import EvalSummary
 from agent.toolbox import GenerateOutcome, TestComparison
 from tools.hub_cards import (
@@ -79,8 +78,8 @@ class HubArtifacts:
             accepted_by_flock_validators=accepted_by_flock_validators(run.config.base_model),
             training=TrainingSummary(
                 dataset_version=dataset_version,
-                original_per_category=primary_category_counts(run.task.plugin, run.task.split("train")),
-                synthetic_per_category=primary_category_counts(run.task.plugin, synthetic),
+                original_per_category=run.task.plugin.primary_counts(run.task.split("train")),
+                synthetic_per_category=run.task.plugin.primary_counts(synthetic),
                 real_tokens=result.real_tokens, steps=result.steps, epochs_completed=result.epochs_completed,
                 settings=settings),
             versions=software_versions())
@@ -167,7 +166,7 @@ class HubArtifacts:
             generator=f"{generator.backend}: {generator.model}" if generator.backend != "none" else
             "deterministic writers only (no model)",
             base_model=run.config.base_model, dataset_version=version.manifest.name,
-            original_per_category=primary_category_counts(run.task.plugin, run.task.split("train")),
+            original_per_category=run.task.plugin.primary_counts(run.task.split("train")),
             rejected_per_reason=rejected,
             gate_pass_rates={g: round(sum(v) / len(v), 4) for g, v in rates.items()},
             versions=software_versions())
