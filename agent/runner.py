@@ -79,7 +79,7 @@ class Runner:
         if state.get("status") == "finished":
             return RunOutcome(run_id, paths, state)
         trace.emit("run_resume", interrupted_in=_open_node(read_trace(paths.trace)),
-                   cassette_len=state.get("cassette_len", 0))
+                   cassette_len=state.get("cassette_len", 0), decisions=len(state.get("decisions", [])))
         self.store.update(run_id, status="running")
         # A checkpointed state exists once bootstrap started; before that, start the graph from its input again.
         graph_input: dict[str, Any] | None = None if state else {"run_id": run_id}
