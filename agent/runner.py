@@ -76,7 +76,7 @@ class Runner:
         state = load_state(paths)
         if state.get("status") == "finished":
             return RunOutcome(run_id, paths, state)
-        run = self.reopen(run_id, state.get("cassette_len", 0))
+        run = self.reopen(run_id, state.get("cassette_len", 0), len(state.get("decisions", [])))
         # A checkpointed state exists once bootstrap started; before that, start the graph from its input again.
         graph_input: dict[str, Any] | None = None if state else {"run_id": run_id}
         return self._drive(run, graph_input, truncate_to=state.get("cassette_len", 0))
@@ -95,14 +95,16 @@ class Runner:
             trace.emit("metrics", scope="base_model_choice", **base_model_choice.model_dump(mode="json"))
         return OpenRun(config, paths, redactor, trace)
 
-    def reopen(self, run_id: str, cassette_len: int) -> OpenRun:
-        """An existing run folder, to continue from the checkpoint that covers ``cassette_len`` recorded calls."""
+    def reopen(self, run_id: str, cassette_len: int, decisions: int) -> OpenRun:
+        """An existing run folder, to continue from the checkpoint that covers ``cassette_len`` recorded calls and
+        holds ``decisions`` decisions (the trace may hold more, from a node killed before its checkpoint)."""
         paths = self.store.paths(run_id)
         config = RunConfig.model_validate(self.store.load_config(run_id))
         check_environment(config)
         redactor = Redactor()
         trace = TraceWriter(paths.trace, paths.run_id, redactor)
-        trace.emit("run_resume", interrupted_in=_open_node(read_trace(paths.trace)), cassette_len=cassette_len)
+        trace.emit("run_resume", interrupted_in=_open_node(read_trace(paths.trace)), cassette_len=cassette_len,
+                   decisions=decisions)
         self.store.adopt(run_id, task=task_label(config.task.model_dump(mode="json")), planner=config.planner.kind)
         self.store.update(run_id, status="running")
         return OpenRun(config, paths, redactor, trace)

@@ -94,7 +94,7 @@ class LiveRun:
                 self.context = self._stack.enter_context(runner.open_context(self.run))
             else:
                 cassette_len = state.get("cassette_len", 0)
-                self.run = runner.reopen(run_id, cassette_len)
+                self.run = runner.reopen(run_id, cassette_len, len(state.get("decisions", [])))
                 self.context = self._stack.enter_context(runner.open_context(self.run, cassette_len))
             self.runner = runner
         return self.context
