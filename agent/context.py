@@ -7,14 +7,16 @@ context from the run's saved configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langgraph.store.base import BaseStore
 
 from agent.cassette import Cassette
 from agent.planner import Planner
-from agent.state import RunBudget
+from agent.state import LearningSettings, RunBudget
 from agent.toolbox import RecordedToolbox
 from agent.trace import TraceWriter
 
@@ -33,6 +35,11 @@ class RunContext:
     lessons: BaseStore | None = None
     #: Extra fields shown in the run_start event (versions, config digest).
     info: dict[str, Any] | None = None
+    learning: LearningSettings = field(default_factory=LearningSettings)
+    #: The clock node durations are measured with (tests pass a fake one).
+    clock: Callable[[], float] = time.time
+    #: When the process started working on the run (clock reading): the bootstrap counts the setup before it.
+    started: float | None = None
 
     @property
     def replaying(self) -> bool:

@@ -4,6 +4,7 @@ plan, is routed by :func:`route_decision` below.
     START -> bootstrap -> plan -+-> generate -> plan
                                 +-> train -> evaluate -> plan
                                 +-> evaluate -> plan
+                                +-> refit -> plan   (the final refit of the best recipe, when configured)
                                 +-> submit -> plan
                                 +-> finish -> END   (the decision was stop)
 """
@@ -20,8 +21,8 @@ from agent import nodes
 from agent.context import RunContext
 from agent.state import AgentInput, AgentState, DecisionRecord
 
-PlanRoute = Literal["generate", "train", "evaluate", "submit", "finish"]
-PLAN_ROUTES: tuple[PlanRoute, ...] = ("generate", "train", "evaluate", "submit", "finish")
+PlanRoute = Literal["generate", "train", "evaluate", "refit", "submit", "finish"]
+PLAN_ROUTES: tuple[PlanRoute, ...] = ("generate", "train", "evaluate", "refit", "submit", "finish")
 
 
 def route_decision(state: AgentState) -> PlanRoute:
@@ -37,6 +38,7 @@ def build_graph() -> StateGraph[AgentState, RunContext, AgentInput, AgentState]:
     builder.add_node("generate", nodes.generate)
     builder.add_node("train", nodes.train)
     builder.add_node("evaluate", nodes.evaluate)
+    builder.add_node("refit", nodes.refit)
     builder.add_node("submit", nodes.submit)
     builder.add_node("finish", nodes.finish)
     builder.add_edge(START, "bootstrap")
@@ -45,6 +47,7 @@ def build_graph() -> StateGraph[AgentState, RunContext, AgentInput, AgentState]:
     builder.add_edge("generate", "plan")
     builder.add_edge("train", "evaluate")
     builder.add_edge("evaluate", "plan")
+    builder.add_edge("refit", "plan")
     builder.add_edge("submit", "plan")
     builder.add_edge("finish", END)
     return builder
@@ -55,5 +58,6 @@ def compile_graph(checkpointer: BaseCheckpointSaver | None = None, store: BaseSt
 
 
 def recursion_limit(max_iterations: int) -> int:
-    """Loop guard: bootstrap + finish + per round (plan, generate, plan, train, evaluate) + submit and slack."""
-    return 12 + 6 * (max_iterations + 2)
+    """Loop guard: bootstrap + finish + per round (plan, generate, plan, train, evaluate) + training on the
+    originals, refit, submit and slack."""
+    return 16 + 6 * (max_iterations + 2)

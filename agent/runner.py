@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,14 @@ class Runner:
 
     def __init__(self, store: RunStore, toolbox_factory: ToolboxFactory = open_pipeline,
                  on_step: StepCallback | None = None,
-                 planner_factory: Callable[[RunConfig], Planner | None] = build_planner):
+                 planner_factory: Callable[[RunConfig], Planner | None] = build_planner,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.toolbox_factory = toolbox_factory
         self.on_step = on_step
         self.planner_factory = planner_factory
+        #: What node durations are measured with (a test's fake clock makes the budget arithmetic exact).
+        self.clock = clock
 
     # ----- start / resume ----------------------------------------------------------------------------------------
     def start(self, config: RunConfig, run_id: str | None = None) -> RunOutcome:
@@ -87,6 +91,7 @@ class Runner:
 
     def _drive(self, config: RunConfig, paths: RunPaths, redactor: Redactor, trace: TraceWriter,
                graph_input: dict[str, Any] | None, truncate_to: int | None = None) -> RunOutcome:
+        started = self.clock()
         cassette = Cassette(paths.cassette, "record", redactor)
         if truncate_to is not None:
             cassette.truncate(truncate_to)
@@ -98,7 +103,7 @@ class Runner:
                 context = RunContext(run_id=paths.run_id, budget=config.budget,
                                      tools=RecordedToolbox(toolbox, cassette, trace), trace=trace, cassette=cassette,
                                      planner_kind=config.planner.kind, planner=self.planner_factory(config),
-                                     lessons=lessons)
+                                     lessons=lessons, learning=config.learning, clock=self.clock, started=started)
                 graph = compile_graph(checkpointer=checkpointer, store=lessons)
                 run_config = thread_config(paths.run_id, recursion_limit(config.budget.max_iterations))
                 for update in graph.stream(graph_input, config=run_config, context=context, stream_mode="updates"):

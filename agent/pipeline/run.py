@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from agent.config import RunConfig
 from agent.pipeline.base_model import BaseModelCache
@@ -14,7 +16,8 @@ from memory.runs import RunPaths
 
 @dataclass(frozen=True)
 class PipelineRun:
-    """A run's configuration and folder, its task environment, prepared task, dataset versions and base model."""
+    """A run's configuration and folder, its task environment, prepared task, dataset versions and base model,
+    and the clock its stages time themselves with (tests pass a fake one)."""
 
     config: RunConfig
     paths: RunPaths
@@ -22,8 +25,10 @@ class PipelineRun:
     task: PreparedTaskFiles
     versions: DatasetVersions
     models: BaseModelCache
+    clock: Callable[[], float] = field(default=time.monotonic)
 
     @classmethod
-    def open(cls, config: RunConfig, paths: RunPaths, env: TaskEnvironment) -> PipelineRun:
+    def open(cls, config: RunConfig, paths: RunPaths, env: TaskEnvironment,
+             clock: Callable[[], float] = time.monotonic) -> PipelineRun:
         return cls(config, paths, env, PreparedTaskFiles(paths.task_dir), DatasetVersions(paths.data_dir),
-                   BaseModelCache(config))
+                   BaseModelCache(config), clock)
