@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.state import LearningSettings, RunBudget
+from tools.tracking import TrackingConfig
 from tools.train import TrainConfig
 
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -44,6 +46,8 @@ class TaskSource(_Section):
                                                                    "timeouts and dropped connections are retried)")
     retry_wait_s: float = Field(default=1.0, ge=0, le=60, description="first wait before a FedLedger retry, "
                                                                      "doubled per attempt (a Retry-After wins)")
+    skip_bad_lines: bool = Field(default=False, description="skip training-set lines that fail validation and "
+                                 "report each one (--skip-bad-lines); by default the first one stops the run")
 
 
 class _ModelEndpoint(_Section):
@@ -100,6 +104,12 @@ class PublishSettings(_Section):
         default="auto", description="auto: the Hub for live FLock tasks, the simulator's local store otherwise; "
                                     "local: a folder store (what a self-hosted simulator's validator reads); hub: "
                                     "the Hugging Face Hub (HF_TOKEN, HF_USERNAME)")
+    dataset: bool = Field(default=False, description="at the end of a run also publish its synthetic data as a "
+                                                     "Hugging Face dataset with a dataset card (same place as "
+                                                     "the adapters); the files are in the run's hub/ folder either way")
+    dataset_license: str = Field(default="other", description="license named in the dataset card (a Hub license "
+                                                               "id; the rows derive from the task's data and the "
+                                                               "generator's output)")
 
 
 class RunConfig(_Section):
@@ -107,7 +117,10 @@ class RunConfig(_Section):
 
     task: TaskSource = Field(default_factory=TaskSource)
     base_model: str = Field(default=DEFAULT_BASE_MODEL, description="Hub id of the model the adapter is trained "
-                                                                    "on (what FLock validators load)")
+                                                                    "on (what FLock validators load); 'auto', and "
+                                                                    "for a live task the default too: a model "
+                                                                    "FLock's validators accept, picked from the "
+                                                                    "task's max_params and this machine's GPU")
     base_model_weights: str | None = Field(default=None, description="load the base model's weights from this "
                                            "folder or GGUF file instead of the Hub (it must stand for base_model)")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
@@ -117,6 +130,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(**AGENT_TRAIN_DEFAULTS))
     eval: EvalSettings = Field(default_factory=EvalSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     seed: int = Field(default=0, description="seed for splits, generation and training")
     runs_dir: Path = Field(default=Path("runs"), description="where run folders are written")
 
@@ -174,16 +188,69 @@ def _known_fields(model: type[BaseModel], path: tuple[str | int, ...]) -> list[s
     return list(current.model_fields)
 
 
-def _one_line(exc: ValidationError, source: str) -> str:
+def _one_line(exc: ValidationError, source: str, lines: dict[tuple[str, ...], int] | None = None,
+              flags: dict[str, str] | None = None) -> str:
+    """A validation error as one line: the source (with the line where the key is, for a file; the flag that set
+    it, for the command line), the field and what is wrong."""
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     where = ".".join(str(p) for p in loc)
+    line = _closest_line(lines or {}, tuple(str(p) for p in loc))
+    place = f"{source}:{line}" if line else source
+    flag = (flags or {}).get(where)
     if err["type"] == "extra_forbidden":
         known = _known_fields(RunConfig, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else (f" (known: {', '.join(known)})" if known else "")
-        return f"{source}: unknown key '{where}'{hint}"
-    return f"{source}: {where}: {err['msg'].removeprefix('Value error, ')}"
+        return f"{place}: unknown key '{where}'{hint}"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{place}: {flag} ({where}): {message}" if flag else f"{place}: {where}: {message}"
+
+
+def _closest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    """The file line of a key, or of the nearest section above it that the file names."""
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Every mapping key of a YAML document, as its path of keys, with its 1-based line."""
+    found: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                found[child] = key.start_mark.line + 1
+                walk(value, child)
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return found
+    if root is not None:
+        walk(root, ())
+    return found
+
+
+def _syntax_error(path: Path, exc: Exception) -> ConfigError:
+    """A YAML or TOML syntax error as one line with the file, line and column."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        started = exc.context_mark
+        context = (f" ({exc.context}" + (f" that starts at line {started.line + 1}, column {started.column + 1}"
+                                         if started is not None else "") + ")") if exc.context else ""
+        return ConfigError(f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {exc.problem}{context}")
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        found = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+        message = re.sub(r"\s*\(at [^)]*\)$", "", str(exc))
+        where = f"{path}:{found.group(1)}:{found.group(2)}" if found else str(path)
+        return ConfigError(f"{where}: not valid TOML: {message}")
+    kind = "TOML" if path.suffix == ".toml" else "YAML"
+    return ConfigError(f"{path}: not valid {kind}: {' '.join(str(exc).split())}")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -194,8 +261,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
-                          f"{str(exc).splitlines()[0]}") from None
+        raise _syntax_error(path, exc) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -203,25 +269,45 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_config(file: Path | None = None, overrides: dict[str, Any] | None = None, quick: bool = False) -> RunConfig:
-    """File settings, then the quick preset, then command-line overrides (highest priority)."""
+def build_config(file: Path | None = None, overrides: dict[str, Any] | None = None, quick: bool = False,
+                 flags: dict[str, str] | None = None) -> RunConfig:
+    """File settings, then the quick preset, then command-line overrides (highest priority). ``flags`` names the
+    command-line flag of each dotted field, for errors."""
     data = read_config_file(file) if file else {}
     source = str(file) if file else "config"
     merged = _deep_merge(data, QUICK_OVERRIDES) if quick else data
     try:
         config = RunConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, source)) from None
+        lines = _yaml_key_lines(file.read_text(encoding="utf-8")) if file and file.suffix != ".toml" else None
+        raise ConfigError(_one_line(exc, source, lines)) from None
     if overrides:
         try:
             config = RunConfig.model_validate(_deep_merge(config.model_dump(), overrides))
         except ValidationError as exc:
-            raise ConfigError(_one_line(exc, "command line")) from None
+            raise ConfigError(_one_line(exc, "command line", flags=flags)) from None
     return config
 
 
+def unknown_base_model(hub_id: str) -> str | None:
+    """Why ``hub_id`` cannot be a base model (FLock has no template for it), or None. Short on purpose: it names
+    the closest known ids, not all of them (``synthgen config-doc`` lists them)."""
+    from tools.models import BASE_MODELS
+
+    if hub_id in BASE_MODELS:
+        return None
+    close = [known for known in BASE_MODELS if known.lower() == hub_id.lower()] or \
+        difflib.get_close_matches(hub_id, list(BASE_MODELS), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return (f"base_model: {hub_id!r} has no FLock template, so FLock could not score an adapter on it{hint} "
+            f"(the {len(BASE_MODELS)} known models: synthgen config-doc)")
+
+
 def check_environment(config: RunConfig) -> None:
-    """Refuse early what cannot work: a missing task folder or API key, an unreachable model spec."""
+    """Refuse early what cannot work: a missing task folder or API key, a base model FLock has no template for."""
+    problem = unknown_base_model(config.base_model)
+    if problem:
+        raise ConfigError(problem)
     if config.task.kind == "dir":
         folder = config.task.task_dir
         if folder is None:
@@ -230,6 +316,8 @@ def check_environment(config: RunConfig) -> None:
             raise ConfigError(f"task.task_dir: {folder} is not a readable folder")
         if not (folder / "task.json").is_file():
             raise ConfigError(f"task.task_dir: {folder} has no task.json")
+        if not config.task.skip_bad_lines:
+            check_training_file(folder)
     if config.task.kind == "flock":
         if config.task.task_id is None:
             raise ConfigError("task.task_id: required for the live FLock API (--task-id N)")
@@ -242,6 +330,15 @@ def check_environment(config: RunConfig) -> None:
     if config.planner.kind == "llm" and not config.planner.base_url and config.planner.provider == "openai" \
             and not os.environ.get(config.planner.api_key_env):
         raise ConfigError(f"the llm planner needs planner.base_url or an API key in ${config.planner.api_key_env}")
+
+
+def check_training_file(task_dir: Path) -> None:
+    """Validate a local task's training file before a run is made for it, so its first bad line is named in the
+    user's own file (DataValidationError, TaskFolderError) rather than in the run's downloaded copy."""
+    from tools.data import load_jsonl
+    from tools.flock.simulator.tasks import load_task_folder
+
+    load_jsonl(load_task_folder(task_dir).files["training_set"])
 
 
 def describe_fields(defaults: BaseModel | None = None, prefix: str = "") -> list[tuple[str, str, str]]:

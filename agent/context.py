@@ -2,7 +2,8 @@
 
 It carries what a run is configured with and the live objects it works with (the toolbox behind the cassette,
 the planner, the trace writer, the lessons store). Nothing here is checkpointed: a resumed run builds a new
-context from the run's saved configuration.
+context from the run's saved configuration. LangGraph Studio starts runs with plain settings instead
+(agent/studio.py), from which this context is built when the run starts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from langgraph.store.base import BaseStore
 
@@ -33,8 +34,8 @@ class RunContext:
     planner_kind: PlannerKind
     planner: Planner | None
     lessons: BaseStore | None = None
-    #: Extra fields shown in the run_start event (versions, config digest).
-    info: dict[str, Any] | None = None
+    #: The task as the run index names it (demo, demo-fc, dir:PATH, flock:ID).
+    task: str = ""
     learning: LearningSettings = field(default_factory=LearningSettings)
     #: The clock node durations are measured with (tests pass a fake one).
     clock: Callable[[], float] = time.time
@@ -44,3 +45,12 @@ class RunContext:
     @property
     def replaying(self) -> bool:
         return self.cassette.mode == "replay"
+
+    def tracing_metadata(self, iteration: int | None = None) -> dict[str, str | int]:
+        """What LangSmith runs of this run carry as metadata: the run id, the task and, inside a node, the
+        iteration (prefixed: LangGraph's server puts its own ``run_id`` into the metadata)."""
+        metadata: dict[str, str | int] = {"synthgen_run_id": self.run_id, "synthgen_task": self.task,
+                                          "synthgen_planner": self.planner_kind}
+        if iteration is not None:
+            metadata["synthgen_iteration"] = iteration
+        return metadata

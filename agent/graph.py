@@ -11,6 +11,7 @@ plan, is routed by :func:`route_decision` below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -31,16 +32,19 @@ def route_decision(state: AgentState) -> PlanRoute:
     return "finish" if action == "stop" else action
 
 
-def build_graph() -> StateGraph[AgentState, RunContext, AgentInput, AgentState]:
-    builder = StateGraph(AgentState, context_schema=RunContext, input_schema=AgentInput)
-    builder.add_node("bootstrap", nodes.bootstrap)
-    builder.add_node("plan", nodes.plan)
-    builder.add_node("generate", nodes.generate)
-    builder.add_node("train", nodes.train)
-    builder.add_node("evaluate", nodes.evaluate)
-    builder.add_node("refit", nodes.refit)
-    builder.add_node("submit", nodes.submit)
-    builder.add_node("finish", nodes.finish)
+#: The graph's nodes by name (agent/nodes.py).
+NODES: dict[str, nodes.GraphNode] = {"bootstrap": nodes.bootstrap, "plan": nodes.plan, "generate": nodes.generate,
+                                     "train": nodes.train, "evaluate": nodes.evaluate, "refit": nodes.refit,
+                                     "submit": nodes.submit, "finish": nodes.finish}
+#: Wraps a node before it is added (LangGraph Studio's graph builds the run context in it: agent/studio.py).
+NodeBinder = Callable[[str, nodes.GraphNode], Any]
+
+
+def build_graph(context_schema: type[Any] = RunContext,
+                bind: NodeBinder | None = None) -> StateGraph[AgentState, Any, AgentInput, AgentState]:
+    builder = StateGraph(AgentState, context_schema=context_schema, input_schema=AgentInput)
+    for name, step in NODES.items():
+        builder.add_node(name, bind(name, step) if bind is not None else step)
     builder.add_edge(START, "bootstrap")
     builder.add_edge("bootstrap", "plan")
     builder.add_conditional_edges("plan", route_decision, list(PLAN_ROUTES))

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from langgraph.runtime import Runtime
 
-from agent import timing
+from agent import progress, timing
 from agent.context import RunContext
 from agent.data_value import ArmBook, round_rows, round_value
 from agent.planner import (
@@ -36,6 +36,7 @@ from agent.state import (
     EvalSummary,
     override_values,
 )
+from agent.trace import annotate_langsmith_run
 from agent.view import PlanView
 from memory.lessons import ArmObservation, arm_memory, record_arm
 
@@ -74,8 +75,9 @@ class Step:
 
 
 def node(name: str) -> Callable[[Callable[[Step], Update]], GraphNode]:
-    """Make a graph node of a step function: trace its start and end, add its (recorded) duration to the budget,
-    and checkpoint the cassette position with its update so a resume replays nothing twice."""
+    """Make a graph node of a step function: trace its start and end, show it to people watching (agent.progress),
+    add its (recorded) duration to the budget, and checkpoint the cassette position with its update so a resume
+    replays nothing twice."""
 
     def wrap(fn: Callable[[Step], Update]) -> GraphNode:
         def run(state: AgentState, *, runtime: Runtime[RunContext]) -> Update:
@@ -83,9 +85,11 @@ def node(name: str) -> Callable[[Callable[[Step], Update]], GraphNode]:
             iteration = state.get("iteration", 0)
             ctx.tools.node, ctx.tools.iteration = name, iteration
             ctx.trace.emit("node_start", node=name, iteration=iteration)
+            annotate_langsmith_run(ctx.tracing_metadata(iteration))
             # The bootstrap also counts the run's setup before the graph (the environment, the simulator).
             started = ctx.started if name == "bootstrap" and ctx.started is not None else ctx.clock()
-            update = dict(fn(Step(state, ctx)))
+            with progress.stage(name, iteration, state.get("usage"), ctx.budget):
+                update = dict(fn(Step(state, ctx)))
             seconds = ctx.tools.measure(name, ctx.clock() - started)
             usage = BudgetUsage.model_validate(update.get("usage") or state.get("usage") or {})
             usage.wall_seconds = round(usage.wall_seconds + seconds, 3)
@@ -326,7 +330,8 @@ def submit(step: Step) -> Update:
     ctx.trace.emit("metrics", node="submit", iteration=step.iteration, scope="submission",
                    adapter_id=candidate, refit_of=view.best_adapter if candidate != view.best_adapter else None,
                    repo_id=receipt.repo_id, revision=receipt.revision, validation_bpc=receipt.validation_bpc,
-                   base_validation_bpc=receipt.base_validation_bpc, note=receipt.note)
+                   base_validation_bpc=receipt.base_validation_bpc, note=receipt.note,
+                   accepted_by_flock_validators=receipt.accepted_by_flock_validators)
     return {"submissions": [receipt.model_dump(mode="json")], "usage": usage.model_dump(), "pending": None}
 
 

@@ -187,9 +187,9 @@ def parse_decision(raw: str) -> tuple[Decision | None, str | None]:
         # Only generate has targets and strategies, only train has overrides; small models copy the last ones into
         # every answer the schema asks them for.
         if obj.get("action") != "generate":
-            for key, empty in (("targets", {}), ("strategies", {})):
+            for key in ("targets", "strategies"):
                 if isinstance(obj.get(key), dict):
-                    obj[key] = empty
+                    obj[key] = {}
         if obj.get("action") != "train" and isinstance(obj.get("train_overrides"), dict):
             obj["train_overrides"] = None
     try:

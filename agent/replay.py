@@ -47,8 +47,16 @@ class ReplayPlanner:
 
 
 def recorded_decisions(events: list[TraceEvent]) -> list[DecisionRecord]:
-    """Every decision of a trace, in order."""
-    return [DecisionRecord.from_trace(e) for e in events if e.type == "decision"]
+    """Every decision of a trace that the run kept, in order. A node killed after writing its decision but before
+    its state was checkpointed runs again on resume and decides again; the ``run_resume`` event says how many
+    decisions the checkpoint held, so the lost one is dropped."""
+    decisions: list[DecisionRecord] = []
+    for event in events:
+        if event.type == "decision":
+            decisions.append(DecisionRecord.from_trace(event))
+        elif event.type == "run_resume" and "decisions" in event.data:
+            del decisions[int(event.data["decisions"]):]
+    return decisions
 
 
 def compare_decisions(recorded: list[DecisionRecord], replayed: list[DecisionRecord]) -> list[str]:

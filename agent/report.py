@@ -1,5 +1,7 @@
-"""Run reports: matplotlib PNGs and one self-contained HTML page (images inlined), built from a run's final
-state (its last checkpoint) and its trace."""
+"""Run reports: matplotlib PNGs and one self-contained HTML page (images inlined) that answers what a person asks
+of a run: time and budget per stage, where the adapter went, the results per category, the timeline of decisions,
+sample synthetic rows (accepted and rejected, with the gate's reason), the configuration and versions. The facts
+come from agent/report_data.py."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from agent.state import AdapterInfo, DatasetInfo, DecisionRecord, EvalSummary
+from agent.report_data import ReportData, SampleRow, TimelineEntry, counts_text, gather, number
+from agent.state import AdapterInfo, DatasetInfo, EvalSummary
 from agent.trace import TraceEvent
 
 PLOTS = ("dev_bpc.png", "dataset_composition.png", "acceptance.png", "loss_curves.png")
@@ -97,32 +100,172 @@ def plot_losses(adapters: list[AdapterInfo], path: Path) -> bytes:
     return _save(fig, path)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def _table(headers: list[str], rows: list[list[Any]], table_id: str | None = None, kind: str | None = None) -> str:
+    """A table (with an id and a class when given); a :class:`Markup` cell is kept as HTML, anything else is
+    escaped."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    where = (f' id="{table_id}"' if table_id else "") + (f' class="{kind}"' if kind else "")
+    return f"<table{where}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _targets(targets: dict[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in targets.items())
+class Markup(str):
+    """HTML built here from escaped parts, put into a page as is."""
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if value is None:
-        return "—"
-    return str(value)
+def _cell(value: Any) -> str:
+    return value if isinstance(value, Markup) else html.escape(number(value))
 
 
-def write_report(state: dict[str, Any], events: list[TraceEvent], out_dir: Path) -> Path:
-    """Write the PNGs and report.html into ``out_dir``; returns the HTML path."""
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{100 * share:.1f}%"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _section(section_id: str, title: str, *parts: str) -> str:
+    return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>{"".join(parts)}</section>'
+
+
+def _summary(data: ReportData) -> str:
+    task = data.task
+    names = {k: html.escape(str(task.get(k, "?"))) for k in ("title", "task_type", "base_model")}
+    agent_seconds = sum(s.seconds for s in data.stages)
+    resumed = f", resumed {data.resumes} time{'s' if data.resumes != 1 else ''}" if data.resumes else ""
+    return (f'<p id="summary">Task <b>{names["title"]}</b> ({names["task_type"]}), base model '
+            f'<code>{names["base_model"]}</code>, status <b>{html.escape(data.status)}</b>. Wall clock '
+            f"{_duration(data.wall_seconds)}{resumed}; the stages took {_duration(agent_seconds)}.</p>")
+
+
+def _stages(data: ReportData) -> str:
+    total = sum(s.seconds for s in data.stages) or 1.0
+    stages = _table(["stage", "runs", "seconds", "share of stage time", "budget spent"],
+                    [[s.stage, s.runs, f"{s.seconds:.1f}", f"{100 * s.seconds / total:.0f}%",
+                      counts_text({k: _amount(v) for k, v in s.budget_used.items()})] for s in data.stages], "stages")
+    budget = _table(["resource", "used", "limit", "share used"],
+                    [[b.resource, _amount(b.used), _amount(b.limit),
+                      f"{100 * b.used / b.limit:.0f}%" if b.limit else "—"] for b in data.budget], "budget")
+    return _section("time-and-budget", "Time and budget per stage", stages,
+                    "<h3>Budget used over the run</h3>", budget)
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.1f}" if isinstance(value, float) and not value.is_integer() else f"{int(value):,}"
+
+
+def _adapter(data: ReportData) -> str:
+    place = data.adapter
+    if place.best_adapter is None:
+        return _section("adapter", "Where the adapter went", "<p>No adapter was trained.</p>")
+    parts = [f"<p>Best adapter <code>{html.escape(place.best_adapter)}</code>, trained in "
+             f"<code>{html.escape(place.local_path or '?')}</code>.</p>"]
+    for publication in place.publications:
+        submission = publication.submission
+        name = html.escape(f"{submission.repo_id}@{submission.revision[:12]}")
+        if publication.hub_url:
+            where = (f'the Hugging Face Hub: <a class="hub-link" href="{html.escape(publication.hub_url)}">'
+                     f"{name}</a>")
+        else:
+            where = (f"the FLock simulator's local adapter store as <code>{name}</code>, folder "
+                     f'<code class="local-path">{html.escape(publication.local_path or "?")}</code>')
+        scores = (f" Validation BPC {number(submission.validation_bpc)} (base model "
+                  f"{number(submission.base_validation_bpc)})." if submission.validation_bpc is not None else "")
+        parts.append(f"<p>Adapter <code>{html.escape(submission.adapter_id)}</code> was published to {where} and "
+                     f"submitted to task {html.escape(str(submission.task_id))}.{scores}</p>")
+    if not place.publications:
+        parts.append("<p>It was not submitted.</p>")
+    return _section("adapter", "Where the adapter went", *parts)
+
+
+def _results(data: ReportData) -> str:
+    metric = data.metric_name
+    headers = ["category", "dev examples", "dev BPC base", "dev BPC best", "test examples", "test BPC base",
+               "test BPC best", f"{metric or 'task metric'} base", f"{metric or 'task metric'} best"]
+    rows = [[r.category, r.dev_examples, r.dev_base_bpc, r.dev_best_bpc, r.test_examples, r.test_base_bpc,
+             r.test_best_bpc, _percent(r.metric_base), _percent(r.metric_best)] for r in data.results]
+    note = (f"<p>The task metric is measured on the {data.metric_split} split (BPC: lower is better; the metric: "
+            "higher is better).</p>" if metric else "<p>The task metric was not computed in this run "
+            "(eval.task_metric is off); BPC only, lower is better.</p>")
+    return _section("results", "Results per category", note, _table(headers, rows, "per-category"))
+
+
+def _samples(data: ReportData) -> str:
+    if not data.journals_found:
+        return _section("samples", "Synthetic rows per category",
+                        "<p>This run folder holds no generation journals (no rows were generated here).</p>")
+    parts = []
+    for group in data.samples:
+        rejected = (f"; rejected {counts_text(group.rejected_by_reason)}" if group.rejected_by_reason
+                    else "; none rejected")
+        parts.append(f'<div class="category" data-category="{html.escape(group.category)}">'
+                     f"<h3>{html.escape(group.category)}</h3><p>accepted {group.accepted}{html.escape(rejected)}</p>")
+        for kind, rows in (("accepted", group.accepted_samples), ("rejected", group.rejected_samples)):
+            if rows:
+                parts.append(_table(["iteration", "writer", "verdict", "row"],
+                                    [[r.iteration, r.writer or "—", _verdict(r), _row_text(r)] for r in rows],
+                                    kind=f"{kind}-rows"))
+        parts.append("</div>")
+    return _section("samples", "Synthetic rows per category", *parts)
+
+
+def _verdict(row: SampleRow) -> Markup:
+    if row.accepted:
+        return Markup('<span class="accepted">accepted</span>')
+    detail = f": {html.escape(row.detail)}" if row.detail else ""
+    return Markup(f'<span class="rejected">rejected by <b class="reason">{html.escape(row.reason)}</b>{detail}'
+                  "</span>")
+
+
+def _row_text(row: SampleRow) -> Markup:
+    if not row.turns:
+        return Markup(f"<i>no record</i>; the model wrote: <pre>{html.escape(row.model_output or '')}</pre>")
+    return Markup("".join(f'<div class="turn"><b>{html.escape(role)}</b><pre>{html.escape(text)}</pre></div>'
+                          for role, text in row.turns))
+
+
+def _timeline(data: ReportData) -> str:
+    rows = [[f"+{_duration(e.seconds)}", e.iteration, e.action, counts_text(e.targets) or "—", e.source,
+             e.guardrail, _rationale(e), Markup("<br/>".join(html.escape(line) for line in e.outcome))]
+            for e in data.timeline]
+    return _section("decisions", "Timeline of decisions",
+                    _table(["at", "iteration", "action", "targets", "source", "guardrail", "rationale",
+                            "what followed"], rows, "timeline"))
+
+
+def _rationale(entry: TimelineEntry) -> Markup:
+    if entry.placeholder:
+        shown = html.escape(repr(entry.rationale))
+        return Markup(f'<span class="placeholder-rationale">placeholder rationale ({shown}): the planner gave no '
+                      "reason</span>")
+    return Markup(html.escape(entry.rationale))
+
+
+def _settings(data: ReportData) -> str:
+    return _section("config", "Configuration and versions",
+                    _table(["setting", "value"], [list(row) for row in data.config], "config"),
+                    "<h3>Versions</h3>", _table(["package", "version"], [list(v) for v in data.versions.items()],
+                                                "versions"))
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;"
+         "vertical-align:top;text-align:left}pre{white-space:pre-wrap;margin:0;font-size:12px}img{max-width:100%}"
+         ".rejected{color:#a02020}.accepted{color:#207020}.placeholder-rationale{color:#a05000;font-style:italic}"
+         ".turn{margin-bottom:4px}#timeline td:first-child{white-space:nowrap}")
+
+
+def write_report(state: dict[str, Any], events: list[TraceEvent], out_dir: Path, run_dir: Path | None = None) -> Path:
+    """Write the PNGs and report.html into ``out_dir``; returns the HTML path. ``run_dir`` is the run's folder
+    (default: the folder above ``out_dir``, where a run keeps its report)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    data = gather(state, events, run_dir or out_dir.parent)
     baseline = EvalSummary.model_validate(state["baseline"])
     evaluations = [EvalSummary.model_validate(e) for e in state.get("evaluations", [])]
     datasets = [DatasetInfo.model_validate(d) for d in state.get("datasets", [])]
     adapters = [AdapterInfo.model_validate(a) for a in state.get("adapters", [])]
-    decisions = [DecisionRecord.model_validate(d) for d in state.get("decisions", [])]
     generations = [e.data.get("result", {}) for e in events
                    if e.type == "tool_result" and e.data.get("tool") == "generate"]
     images = {
@@ -131,42 +274,13 @@ def write_report(state: dict[str, Any], events: list[TraceEvent], out_dir: Path)
         "acceptance.png": plot_acceptance(generations, out_dir / "acceptance.png"),
         "loss_curves.png": plot_losses(adapters, out_dir / "loss_curves.png"),
     }
-    sections = [f"<h1>SynthGen run {html.escape(str(state.get('run_id', out_dir.parent.name)))}</h1>"]
-    task = state.get("task", {})
-    esc = {k: html.escape(str(task.get(k, ""))) for k in ("title", "task_type", "base_model")}
-    sections.append(f"<p>Task <b>{esc['title']}</b> ({esc['task_type']}), base model {esc['base_model']}, "
-                    f"status {html.escape(str(state.get('status')))}.</p>")
-    test = state.get("test_report")
-    if test:
-        base_test = EvalSummary.model_validate(test["base"])
-        adapter_test = EvalSummary.model_validate(test["adapter"]) if test.get("adapter") else None
-        rows = [["overall", base_test.bpc, adapter_test.bpc if adapter_test else None, test["deltas"].get("overall")]]
-        for category in sorted(base_test.per_category):
-            after = adapter_test.per_category.get(category) if adapter_test else None
-            rows.append([category, base_test.per_category[category].bpc, after.bpc if after else None,
-                         test["deltas"].get(category)])
-        if base_test.task_metric_name:
-            rows.append([base_test.task_metric_name, base_test.task_metric,
-                         adapter_test.task_metric if adapter_test else None,
-                         test["deltas"].get(base_test.task_metric_name)])
-        sections.append("<h2>Test split: base model vs best adapter (BPC, lower is better)</h2>")
-        sections.append(_table(["category", "base", "best adapter", "delta"], rows))
-    for submission in state.get("submissions", []):
-        where = html.escape(f"{submission['repo_id']}@{submission['revision'][:12]}")
-        sections.append(f"<p>Submitted <code>{where}</code>: validation BPC {_fmt(submission.get('validation_bpc'))} "
-                        f"(base model {_fmt(submission.get('base_validation_bpc'))}).</p>")
-    for name, data in images.items():
-        encoded = base64.b64encode(data).decode("ascii")
-        sections.append(f'<figure><img alt="{name}" src="data:image/png;base64,{encoded}"/></figure>')
-    sections.append("<h2>Decisions</h2>")
-    sections.append(_table(["iteration", "action", "targets", "source", "guardrail", "rationale"],
-                           [[d.iteration, d.decision.action, _targets(d.decision.targets), d.source, d.guardrail,
-                             d.decision.rationale] for d in decisions]))
-    style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}"
-             "img{max-width:100%}")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>SynthGen report</title><style>{style}</style>" \
-           f"</head><body>{''.join(sections)}</body></html>"
+    figures = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,'
+                      f'{base64.b64encode(image).decode("ascii")}"/></figure>' for name, image in images.items())
+    sections = [f"<h1>SynthGen run {html.escape(data.run_id)}</h1>", _summary(data), _stages(data), _adapter(data),
+                _results(data), _timeline(data), _samples(data), _section("plots", "Plots", figures),
+                _settings(data)]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>SynthGen run {html.escape(data.run_id)}"
+            f"</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

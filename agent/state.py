@@ -106,9 +106,22 @@ class Decision(BaseModel):
     rationale: str = Field(default="", max_length=600, description="one or two sentences: why this action now")
 
 
+#: What a rationale reads when a planner filled the answer's shape instead of giving a reason (compared after
+#: trimming quotes, brackets and case).
+PLACEHOLDER_RATIONALES = frozenset({"string", "str", "text", "reason", "rationale", "your rationale", "your reason",
+                                    "explanation", "why", "todo", "tbd", "n/a", "na", "none", "null", "placeholder"})
+
+
+def placeholder_rationale(text: str) -> bool:
+    """Whether a rationale says nothing: empty, only punctuation ("...", "…"), or a placeholder word."""
+    core = text.strip().strip("\"'`<>[]{}()*_ ").lower()
+    return not any(ch.isalnum() for ch in core) or core in PLACEHOLDER_RATIONALES
+
+
 class DecisionRecord(BaseModel):
     """A decision as taken, with where it came from and what the guardrail said. The run's ``decision`` trace
-    events carry it (:meth:`trace_data`); replay reads them back (:meth:`from_trace`)."""
+    events carry it (:meth:`trace_data`, with ``rationale_placeholder`` true when the rationale says nothing);
+    replay reads them back (:meth:`from_trace`)."""
 
     iteration: int
     decision: Decision
@@ -122,7 +135,8 @@ class DecisionRecord(BaseModel):
         decision = self.decision
         return {"action": decision.action, "targets": decision.targets, "strategies": decision.strategies,
                 "train_overrides": override_values(decision.train_overrides),
-                "rationale": decision.rationale, "source": self.source, "guardrail": self.guardrail}
+                "rationale": decision.rationale, "source": self.source, "guardrail": self.guardrail,
+                "rationale_placeholder": placeholder_rationale(decision.rationale)}
 
     @classmethod
     def from_trace(cls, event: TraceEvent) -> DecisionRecord:
@@ -252,6 +266,9 @@ class SubmissionInfo(BaseModel):
     task_id: int | str
     validation_bpc: float | None = None
     base_validation_bpc: float | None = None
+    accepted_by_flock_validators: bool | None = Field(
+        default=None, description="False: scored by the simulator, but FLock's validators would mark it failed (its "
+                                  "base model is not in their supported list); None: not known")
     note: str | None = Field(default=None, description="what was left out to stay within the time given, and why")
 
 

@@ -132,3 +132,26 @@ class TraceWriter:
 
 def read_trace(path: Path) -> list[TraceEvent]:
     return [TraceEvent.model_validate(obj) for obj in read_jsonl_tolerant(path)]
+
+
+def annotate_langsmith_run(metadata: dict[str, Any]) -> None:
+    """Add ``metadata`` to the LangChain run the caller executes in (a graph node: its LangSmith run) and to every
+    run started inside it (the planner's model calls). Outside a LangChain run this does nothing."""
+    from langchain_core.callbacks import BaseCallbackManager
+    from langchain_core.tracers.base import BaseTracer
+    from langgraph.config import get_config
+
+    try:
+        callbacks = get_config().get("callbacks")
+    except RuntimeError:  # not inside a runnable
+        return
+    if not isinstance(callbacks, BaseCallbackManager):
+        return
+    callbacks.add_metadata(metadata)  # inherited by the runs started inside this one
+    if callbacks.parent_run_id is None:
+        return
+    for handler in callbacks.handlers:
+        # The node's own run started before the node knew its iteration; tracers (LangSmith's among them) send
+        # a run's metadata again when it ends.
+        if isinstance(handler, BaseTracer) and (run := handler.run_map.get(str(callbacks.parent_run_id))):
+            run.add_metadata(metadata)

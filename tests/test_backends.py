@@ -259,12 +259,21 @@ def test_malformed_response_is_a_clear_error() -> None:
         OpenAIBackend(url, "m").generate(CONVERSATIONS[:1], SAMPLING, seed=0)
 
 
-def test_chunks_hold_at_most_batch_size_rows_and_max_batch_tokens(local: LocalBackend) -> None:
-    backend = LocalBackend(local.model, local.tokenizer, batch_size=3, precision="float32", max_batch_tokens=100)
+def test_prefill_pieces_hold_at_most_max_batch_tokens() -> None:
+    from tools.decoding import prefill_pieces
+
     lengths = [10, 20, 20, 30, 40, 60, 200]
-    chunks = backend._chunks(list(range(len(lengths))), lengths)
-    assert chunks == [[0, 1, 2], [3, 4], [5], [6]]  # rows cap, then 3 x 40 > 100, 2 x 60 > 100, one row always
-    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
+    pieces = prefill_pieces(lengths, 100)
+    assert pieces == [[0, 1, 2], [3, 4], [5], [6]]  # 4 x 30 > 100, 3 x 60 > 100, one row always
+    assert sorted(i for p in pieces for i in p) == list(range(len(lengths)))
+
+
+def test_small_batches_and_prefill_pieces_give_the_same_texts(local: LocalBackend) -> None:
+    narrow = LocalBackend(local.model, local.tokenizer, batch_size=2, precision="float32", max_batch_tokens=64)
+    wide = LocalBackend(local.model, local.tokenizer, batch_size=32, precision="float32", max_batch_tokens=4096)
+    for sampling in (GREEDY, SAMPLING):
+        assert [g.text for g in narrow.generate(CONVERSATIONS, sampling, seed=3)] == \
+            [g.text for g in wide.generate(CONVERSATIONS, sampling, seed=3)]
 
 
 def test_bf16_leaves_the_callers_fp32_model_alone(local: LocalBackend) -> None:

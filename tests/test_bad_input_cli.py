@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +122,14 @@ def test_live_api_without_a_key_or_planner_without_an_endpoint(tmp_path: Path) -
                              env={"SYNTHGEN_LLM_API_KEY": None}), "planner.base_url or an API key")
 
 
-def test_bad_fault_plan_in_the_environment(run_with: Any) -> None:
-    one_clear_error(run_with(env={SIM_FAULTS_ENV: '[{"endpoint": "submit_result", "kind": "meltdown"}]'}),
-                    "$SYNTHGEN_SIM_FAULTS: 0.kind: Input should be", "(run bad stopped; once fixed: synthgen resume")
+def test_bad_fault_plan_in_the_environment(run_with: Any, tmp_path: Path) -> None:
+    """A start that fails before anything is done keeps nothing and says to run again (a resume could not help)."""
+    line = one_clear_error(run_with(env={SIM_FAULTS_ENV: '[{"endpoint": "submit_result", "kind": "meltdown"}]'}),
+                           "$SYNTHGEN_SIM_FAULTS: 0.kind: Input should be",
+                           "(nothing was kept; run the command again once this is fixed)")
+    assert "resume" not in line
+    assert not (tmp_path / "runs" / "bad").exists()
+    assert RunStore(tmp_path / "runs").list() == []
 
 
 # ----- task folders and training files -----------------------------------------------------------------------
@@ -166,18 +171,18 @@ _DEEP = b'{"conversations": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 _LONG = json.dumps({"conversations": [{"role": "user", "content": "x" * 5_000_000},
                                       {"role": "assistant", "content": "SELECT 1"}]}).encode()
 DEFECTIVE_FILES: dict[str, tuple[bytes, list[str]]] = {
-    "empty-file": (b"", ["training set of task 1", "the file is empty"]),
-    "blank-lines-only": (b"\n\n  \n", ["training set of task 1", "only blank lines"]),
+    "empty-file": (b"", ["variant/training_set.jsonl: file holds no records"]),
+    "blank-lines-only": (b"\n\n  \n", ["variant/training_set.jsonl: file holds no records"]),
     "invalid-utf8": (b'{"conversations": [{"role": "user", "content": "caf\xe9"}]}\n' * 3,
-                     ["training set of task 1", "line 1 is not a JSON object", "UnicodeDecodeError"]),
-    "deep-nesting": (_DEEP + b"\n", ["training set of task 1", "line 1 is not a JSON object (JSON nested too "
-                                                               "deeply)"]),
+                     ["training_set.jsonl:1: not valid UTF-8 (byte 0xe9 at column 52)"]),
+    "deep-nesting": (_DEEP + b"\n", ["training_set.jsonl:1: JSON nested deeper than 64 levels"]),
     "very-long-line": (_LONG + b"\n", ["training_set.jsonl:1:", "over the 4194304-byte limit"]),
-    "not-json": (b"SELECT * FROM teams;\n" * 3, ["training set of task 1", "line 1 is not a JSON object"]),
-    "json-array": (b'["user", "assistant"]\n' * 3, ["training set of task 1", "got a JSON list"]),
+    "not-json": (b"SELECT * FROM teams;\n" * 3, ["training_set.jsonl:1: bad JSON: Expecting value at column 1"]),
+    "json-array": (b'["user", "assistant"]\n' * 3, ["training_set.jsonl:1: a record must be a JSON object, got "
+                                                      "list"]),
     "wrong-roles": ((json.dumps({"conversations": [{"role": "system", "content": "be brief"},
                                                    {"role": "assistant", "content": "ok"}]}) + "\n").encode() * 3,
-                    ["training_set.jsonl:1: conversations[0].role: unknown role 'system'", "(and 2 more problems)"]),
+                    ["training_set.jsonl:1: conversations[0].role: unknown role 'system'"]),
     "no-assistant-turn": ((json.dumps({"conversations": [{"role": "user", "content": "hi"}]}) + "\n").encode() * 2,
                           ["training_set.jsonl:1: conversations: no assistant turn"]),
     "tools-not-json": ((json.dumps({"tools": "[{oops", "conversations": json.loads(GOOD_LINE)["conversations"]})
@@ -187,24 +192,76 @@ DEFECTIVE_FILES: dict[str, tuple[bytes, list[str]]] = {
 
 @pytest.mark.parametrize("defect", list(DEFECTIVE_FILES))
 def test_training_file_defects(defect: str, run_with: Any, good_task: Path, tmp_path: Path) -> None:
+    """The user's own file and line are named, before any run folder is made (nothing to resume)."""
     content, says = DEFECTIVE_FILES[defect]
     folder = task_variant(good_task, tmp_path, training=content)
-    line = one_clear_error(run_with(task_dir=folder), *says)
-    assert "(run bad stopped; once fixed: synthgen resume bad" in line
+    line = one_clear_error(run_with(task_dir=folder), str(folder / "training_set.jsonl"), *says)
+    assert "resume" not in line
     assert len(line) < 1200
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+#: Lines with every kind of defect the issue names (broken, field-missing, empty assistant, 10 MB) and more.
+BAD_LINES = [b'{"conversations": [{"role": "user", "content": "caf\xe9"}]}\n', _DEEP + b"\n", b"SELECT 1;\n",
+             b'["a"]\n', (json.dumps({"conversations": [{"role": "robot", "content": "x"},
+                                                        {"role": "assistant", "content": "y"}]}) + "\n").encode(),
+             b'{"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant"}]}\n',
+             b'{"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}\n',
+             _LONG + b"\n"]
+
+
+def mixed_training_file(good_task: Path) -> tuple[bytes, int]:
+    """Good records with the bad lines among them (the 5 MB one last, longer than the download's probe), and
+    the number of good records."""
+    good = (good_task / "training_set.jsonl").read_bytes().splitlines(keepends=True)
+    return b"".join(good[:1] + BAD_LINES[:-1] + good[1:] + BAD_LINES[-1:]), len(good)
+
+
+def test_a_bad_line_among_good_ones_stops_the_run_naming_it(run_with: Any, good_task: Path, tmp_path: Path) -> None:
+    """Strict by default, as `synthgen profile` is: the first bad line stops the run before it starts."""
+    folder = task_variant(good_task, tmp_path, training=mixed_training_file(good_task)[0])
+    one_clear_error(run_with(task_dir=folder), f"{folder / 'training_set.jsonl'}:2: not valid UTF-8",
+                    "leave bad lines out with --skip-bad-lines")
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_skip_bad_lines_reports_every_skipped_line(run_with: Any, good_task: Path, tmp_path: Path) -> None:
+    """With --skip-bad-lines the run goes on and says which lines it left out."""
+    folder = task_variant(good_task, tmp_path, training=mixed_training_file(good_task)[0])
+    result = run_with({"budget": {"max_iterations": 0}}, "--skip-bad-lines", task_dir=folder)
+    assert result.exit_code == 0, result.output
+    assert f"skipped {len(BAD_LINES)} bad line(s) of the training set" in result.stderr
+    skipped = [line for line in result.stderr.splitlines() if "  skipped " in line]
+    assert len(skipped) == len(BAD_LINES)
+    assert "training_set.jsonl:2: not valid UTF-8" in skipped[0]
+    assert "over the 4194304-byte limit" in skipped[-1]
+    assert "cut off" not in result.output
+
+
+def test_a_broken_last_line_is_named_not_taken_for_a_cut_off_download(run_with: Any, good_task: Path,
+                                                                      tmp_path: Path) -> None:
+    """The simulator serves a local file whole (with its length): a broken last line is the file's, not a cut. It
+    was retried 5 times and reported as "the body was probably cut off"."""
+    good = (good_task / "training_set.jsonl").read_bytes()
+    folder = task_variant(good_task, tmp_path, training=good + b'{"conversations": [{"role": "user", "cont')
+    last = len(good.splitlines()) + 1
+    line = one_clear_error(run_with(task_dir=folder),
+                           f"{folder / 'training_set.jsonl'}:{last}: bad JSON: Unterminated string starting at "
+                           "column")
+    assert "cut off" not in line and " at at " not in line
+    skipped = run_with({"budget": {"max_iterations": 0}}, "--skip-bad-lines", task_dir=folder)
+    assert skipped.exit_code == 0, skipped.output
+    assert f"training_set.jsonl:{last}: bad JSON" in skipped.stderr and "cut off" not in skipped.output
 
 
 def test_defective_lines_among_good_ones_are_skipped_and_counted(good_task: Path, tmp_path: Path,
                                                                 tiny_model_dir: Path) -> None:
-    """A file with good records keeps going: each bad line is skipped (and counted), the rest is used."""
-    good = (good_task / "training_set.jsonl").read_bytes().splitlines(keepends=True)
-    bad = [b'{"conversations": [{"role": "user", "content": "caf\xe9"}]}\n', _DEEP + b"\n", b"SELECT 1;\n",
-           b'["a"]\n', (json.dumps({"conversations": [{"role": "robot", "content": "x"},
-                                                      {"role": "assistant", "content": "y"}]}) + "\n").encode(),
-           _LONG + b"\n"]
-    mixed = good[:1] + bad[:-1] + good[1:] + bad[-1:]  # the 5 MB line last: longer than the download's probe
-    folder = task_variant(good_task, tmp_path, training=b"".join(mixed))
-    config = tiny_config(tmp_path, folder, tiny_model_dir, overrides={"task": FAST_CLIENT})
+    """With task.skip_bad_lines a file with good records keeps going: each bad line is skipped (and counted), the
+    rest is used."""
+    mixed, good = mixed_training_file(good_task)
+    bad = BAD_LINES
+    folder = task_variant(good_task, tmp_path, training=mixed)
+    config = tiny_config(tmp_path, folder, tiny_model_dir, overrides={"task": {**FAST_CLIENT, "skip_bad_lines": True}})
 
     def stop(node: str, update: dict[str, Any]) -> None:
         if node == "bootstrap":
@@ -213,7 +270,7 @@ def test_defective_lines_among_good_ones_are_skipped_and_counted(good_task: Path
     outcome = Runner(RunStore(config.runs_dir), on_step=stop).start(config, run_id="mixed")
     prepared = json.loads((outcome.paths.task_dir / "prepared.json").read_text())
     assert prepared["skipped_lines"] == len(bad)
-    assert sum(prepared["task"]["split_sizes"].values()) == len(good)
+    assert sum(prepared["task"]["split_sizes"].values()) == good
 
 
 # ----- a 2 GB claim from the storage host ------------------------------------------------------------------
@@ -237,28 +294,76 @@ def fake_flock(good_task: Path) -> Iterator[FakeFlock]:
 
 def test_two_gigabyte_claim_is_refused_without_downloading_it(run_with: Any, fake_flock: FakeFlock,
                                                               tmp_path: Path) -> None:
-    result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": fake_flock.url + "/api/v1"}},
+    # A live task takes only a base model FLock's validators accept (the tiny weights stand in for it).
+    result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": fake_flock.url + "/api/v1"},
+                       "base_model": "Qwen/Qwen2.5-0.5B-Instruct"},
                       env={"FLOCK_API_KEY": "node-key-for-the-fake-api", "HF_TOKEN": "hf-x", "HF_USERNAME": "x"})
     one_clear_error(result, "/storage/data.jsonl: 2147483649 bytes is over the 2147483648-byte download cap")
     assert fake_flock.body_bytes_sent < 1024 * 1024
-    task_folder = tmp_path / "runs" / "bad" / "task"
-    assert [p.name for p in task_folder.iterdir()] == []  # no partial file left
+    assert not (tmp_path / "runs" / "bad").exists()  # a start that kept nothing leaves no folder (nor a partial file)
+
+
+def serve_whole(body: bytes) -> Callable[[Any], None]:
+    """A storage answer that sends ``body`` whole, with its length."""
+
+    def storage(handler: Any) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return storage
+
+
+def test_a_live_tasks_bad_last_line_is_named_once_not_retried_as_a_cut(run_with: Any, good_task: Path,
+                                                                       tmp_path: Path) -> None:
+    """A whole body with a broken last line: one download, then the task's training set and line are named (not
+    the run's copy, which a failed start removes), with the option that skips such lines."""
+    good = (good_task / "training_set.jsonl").read_bytes()
+    task = json.loads((good_task / "task.json").read_text())
+    with FakeFlock(task, serve_whole(good + b'{"conversations": [')) as server:
+        result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": server.url + "/api/v1"}},
+                          env={"FLOCK_API_KEY": "node-key-for-the-fake-api", "HF_TOKEN": "hf-x", "HF_USERNAME": "x"})
+        downloads = [path for path in server.requests if path.startswith("/storage/")]
+    line = one_clear_error(result, f"training set of task 1, line {len(good.splitlines()) + 1}: bad JSON",
+                           "--skip-bad-lines")
+    assert "cut off" not in line and len(downloads) == 1
+    assert not (tmp_path / "runs" / "bad").exists()
 
 
 # ----- models and endpoints -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("changes", "says"),
     [
-        ({"base_model": "nobody/no-such-model"}, ["base model 'nobody/no-such-model' has no FLock template"]),
-        ({"base_model_weights": "/nonexistent/weights"}, ["/nonexistent/weights"]),
-        ({"generator": {"backend": "local", "model": "nobody/no-such-generator"}}, ["nobody/no-such-generator"]),
-        ({"planner": {"kind": "local", "model": "nobody/no-such-planner"}}, ["nobody/no-such-planner"]),
+        ({"base_model": "nobody/no-such-model"},
+         ["base_model: 'nobody/no-such-model' has no FLock template", "synthgen config-doc"]),
+        ({"base_model_weights": "/nonexistent/weights"}, ["/nonexistent/weights", "(nothing was kept; run the "
+                                                                                  "command again"]),
+        ({"generator": {"backend": "local", "model": "nobody/no-such-generator"}},
+         ["nobody/no-such-generator", "a resume keeps its settings: start a new run with the fix"]),
+        ({"planner": {"kind": "local", "model": "nobody/no-such-planner"}},
+         ["nobody/no-such-planner", "a resume keeps its settings: start a new run with the fix"]),
     ],
     ids=["base-model", "base-weights", "generator-model", "planner-model"],
 )
-def test_unknown_models(changes: dict[str, Any], says: list[str], run_with: Any) -> None:
+def test_unknown_models(changes: dict[str, Any], says: list[str], run_with: Any, tmp_path: Path) -> None:
+    """A model the run cannot have is never followed by "synthgen resume" (a resume keeps the model): before
+    bootstrap is done the failed start leaves nothing behind; after it, the run keeps what it did."""
     line = one_clear_error(run_with(changes), *says)
-    assert "synthgen resume bad" in line
+    assert "synthgen resume" not in line
+    assert len(line) < 600
+    kept = (tmp_path / "runs" / "bad").exists()
+    assert kept == ("start a new run" in line)
+
+
+def test_unknown_base_model_flag_is_one_short_line_with_a_suggestion(tmp_path: Path) -> None:
+    """It was one line of 1,329 characters listing every known model, after a run folder was made."""
+    line = one_clear_error(synthgen("run", "--base-model", "Qwen/Qwen2.5-0.5B-instruct", "--runs-dir",
+                                    str(tmp_path / "runs")),
+                           "did you mean 'Qwen/Qwen2.5-0.5B-Instruct'?")
+    assert len(line) < 250
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(
@@ -280,6 +385,7 @@ def test_unreachable_endpoints(changes: dict[str, Any], field: str, run_with: An
     assert not (tmp_path / "runs" / "bad").exists()  # refused before a run folder was made
 
 
-def test_api_down_mid_run_is_one_line_with_the_resume_command(run_with: Any) -> None:
+def test_api_down_at_the_start_is_one_line_saying_to_run_again(run_with: Any, tmp_path: Path) -> None:
     result = run_with(env={SIM_FAULTS_ENV: faults_env(FaultRule(endpoint="get_task", kind="drop", times=20))})
-    one_clear_error(result, "GET /tasks/get: RemoteProtocolError", "synthgen resume bad --runs-dir")
+    one_clear_error(result, "GET /tasks/get: RemoteProtocolError", "(nothing was kept; run the command again")
+    assert not (tmp_path / "runs" / "bad").exists()

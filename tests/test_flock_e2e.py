@@ -8,7 +8,7 @@ import pytest
 
 from tools.data import load_jsonl
 from tools.evaluate import score_adapter_for_validation
-from tools.flock.errors import FlockSubmissionLimitError
+from tools.flock.errors import BaseModelRejectedError, FlockSubmissionLimitError
 from tools.flock.ledger import SubmissionLedger, submit_once
 from tools.flock.simulator import FaultRule, SimulatorServer
 from tools.flock.simulator.testing import FAST_RETRY, make_lora_adapter, write_task_folder
@@ -55,6 +55,12 @@ def test_demo_task_round_trip(tiny_model_dir, adapters, tmp_path):
         assert (leader.rank, leader.revision, leader.submission_phase_score) == (1, first.revision, outcome.loss)
         (item,) = client.wallet_submissions(task_id)
         assert item.submission_phase_score == outcome.loss
+        # Scored all the same, but said aloud: FLock's own validators do not accept a SmolLM2 base.
+        assert outcome.accepted_by_flock_validators is False
+        extra = item.model_extra or {}
+        assert extra["accepted_by_flock_validators"] is False and "would mark this submission failed" in extra["note"]
+        with pytest.raises(BaseModelRejectedError, match="not in FLock's validators' supported list"):
+            publish_and_submit(client, ledger, sim.publisher, task, adapters[1], SMOL, repo, real_validators=True)
 
         second = publish_and_submit(client, ledger, sim.publisher, task, adapters[1], SMOL, repo, gpu_type="CPU")
         assert second.source == "sent" and second.revision != first.revision

@@ -15,7 +15,14 @@ from agent.policy import PlanView
 from agent.runner import Runner
 from agent.state import RunBudget
 from memory.runs import RunStore
-from tests.agent_helpers import ScriptedChatModel, mini_task_dir, read_state, tiny_config
+from tests.agent_helpers import (
+    RETRY_OVERRIDE_BUDGET,
+    RETRY_OVERRIDE_SCRIPT,
+    ScriptedChatModel,
+    mini_task_dir,
+    read_state,
+    tiny_config,
+)
 from tests.test_policy import make_state
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -35,7 +42,8 @@ def scripted_runner(runs_dir: Path, script: list[Any]) -> tuple[Runner, Scripted
 
 def test_full_loop_with_an_llm_planner_submits_to_the_simulator(tmp_path: Path, task_dir: Path,
                                                                 tiny_model_dir: Path) -> None:
-    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm")
+    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm",
+                         overrides={"tracking": {"report_to": ["tensorboard"]}, "publish": {"dataset": True}})
     runner, model = scripted_runner(config.runs_dir, [
         {"action": "generate", "targets": {"nested": 4, "join": 4}, "train_overrides": None,
          "rationale": "nested and join are weakest"},
@@ -63,21 +71,51 @@ def test_full_loop_with_an_llm_planner_submits_to_the_simulator(tmp_path: Path, 
     replay = runner.replay("llm-loop")
     assert replay.ok, replay.problems
     assert [d.decision.action for d in replay.decisions] == ["generate", "train", "submit", "stop"]
+    _check_hub_artifacts_and_tracking(config.runs_dir / "llm-loop", state)
+
+
+def _check_hub_artifacts_and_tracking(run_dir: Path, state: dict[str, Any]) -> None:
+    """The run's model card (published with the adapter, and the final one), its dataset, its TensorBoard metrics."""
+    import datasets
+    from huggingface_hub import DatasetCard, ModelCard
+
+    from agent.pipeline.cards import LOCAL_USER
+    from tests.test_tracking import read_scalars
+    from tools.publish import LocalPublisher, dataset_repo_name
+
+    best, submission = state["best_adapter"], state["submissions"][0]
+    store = LocalPublisher(run_dir / "flock-sim" / "publisher")
+    published = store.fetch(submission["repo_id"], submission["revision"], run_dir.parent / "fetched")
+    card = ModelCard.load(published / "README.md")
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.library_name == "peft"
+    assert (published / "README.md").read_bytes() == (run_dir / "adapters" / best / "README.md").read_bytes()
+    final = ModelCard.load(run_dir / "hub" / best / "README.md")
+    assert {(r.dataset_split, r.metric_type) for r in final.data.eval_results} == \
+        {("dev", "bpc"), ("test", "bpc"), ("validation", "bpc")}
+    assert submission["revision"] in final.text and "Not accepted by FLock's validators" in final.text
+    assert submission["accepted_by_flock_validators"] is False
+
+    dataset_id = dataset_repo_name(LOCAL_USER, state["task"]["task_id"], "llm-loop")
+    assert final.data.datasets == [dataset_id]
+    fetched = store.fetch_dataset(dataset_id, "main", run_dir.parent / "dataset")
+    rows = datasets.load_dataset(str(fetched), split="train")
+    assert sorted(rows["category"]) == ["join"] * 4 + ["nested"] * 4
+    assert DatasetCard.load(fetched / "README.md").data.pretty_name.startswith("SynthGen synthetic data")
+
+    scalars = read_scalars(run_dir / "tracking" / "tensorboard")
+    adapter = state["adapters"][0]
+    assert len(scalars[f"{best}/train/loss"]) == len(adapter["loss_curve"])
+    assert scalars["dev/adapter/bpc"] == [(1, pytest.approx(state["evaluations"][0]["bpc"], rel=1e-6))]
+    assert scalars["dev/base/bpc"] == [(0, pytest.approx(state["baseline"]["bpc"], rel=1e-6))]
+    assert scalars["generation/accepted"] == [(1, 8.0)]
+    assert scalars["submission/validation_bpc"] == [(1, pytest.approx(submission["validation_bpc"], rel=1e-6))]
+    assert [step for step, _ in scalars["test/adapter/bpc"]] == [1]
 
 
 def test_invalid_unknown_and_over_budget_decisions_are_retried_then_overridden(tmp_path: Path, task_dir: Path,
                                                                                  tiny_model_dir: Path) -> None:
-    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm",
-                         overrides={"budget": {"max_iterations": 1, "max_synthetic_examples": 8}})
-    runner, _ = scripted_runner(config.runs_dir, [
-        "I think we should generate more joins",  # no JSON at all
-        {"action": "generate", "targets": {"joins": 5}, "train_overrides": None, "rationale": "typo"},  # unknown
-        # (the policy decides: generate) then:
-        {"action": "generate", "targets": {"join": 500}, "train_overrides": None, "rationale": "lots"},  # budget
-        {"action": "train", "targets": {}, "train_overrides": None, "rationale": "ok, train"},  # retry succeeds
-        {"action": "submit", "targets": {}, "train_overrides": None, "rationale": "submit"},
-        {"action": "stop", "targets": {}, "train_overrides": None, "rationale": "done"},
-    ])
+    config = tiny_config(tmp_path, task_dir, tiny_model_dir, planner="llm", overrides=RETRY_OVERRIDE_BUDGET)
+    runner, _ = scripted_runner(config.runs_dir, RETRY_OVERRIDE_SCRIPT)
     state = runner.start(config, run_id="guarded").state
     records = state["decisions"]
     assert records[0]["source"] == "override"

@@ -59,6 +59,13 @@ def test_bad_specs_say_what_was_tried(tmp_path, offline):
         resolve_model("org/missing")
 
 
+def test_the_fix_names_the_current_hub_cli(offline):
+    """huggingface_hub's old ``huggingface-cli`` only prints that it no longer works; ``hf download`` replaced it."""
+    with pytest.raises(ModelNotAvailableError) as info:
+        resolve_model("org/missing")
+    assert "`hf download org/missing`" in str(info.value) and "huggingface-cli" not in str(info.value)
+
+
 def test_missing_package_fix_is_named(offline, monkeypatch):
     monkeypatch.setitem(models.PACKAGED_GGUF, "org/packaged",
                         PackagedGGUF(package="no_such_pkg_xyz", filename="m.gguf", pip_name="no-such-pkg"))
@@ -90,3 +97,40 @@ def test_tokenizer_and_model_loading(tiny_model_dir, smol_tokenizer):
     bf16 = load_causal_lm(tiny_model_dir, dtype=torch.bfloat16)
     assert bf16.dtype == torch.bfloat16
     assert smol_tokenizer.convert_tokens_to_ids("<|im_start|>") == 1
+
+
+# ----- the base model for a live task ---------------------------------------------------------------------------
+CPU_ONLY = models.MachineResources(cpu_count=2, memory_bytes=24 * 2**30)
+
+
+def _gpu(gib: int) -> models.MachineResources:
+    return models.MachineResources(gpu_name="NVIDIA H100", gpu_memory_bytes=gib * 2**30, cpu_count=16)
+
+
+@pytest.mark.parametrize(("max_params", "machine", "expected"), [
+    (8_000_000_000, CPU_ONLY, "Qwen/Qwen2.5-0.5B-Instruct"),       # CPU: the smallest, whatever the limit
+    (8_000_000_000, _gpu(80), "Qwen/Qwen2.5-7B-Instruct"),         # the task's limit binds
+    (15_000_000_000, _gpu(80), "Qwen/Qwen2.5-14B-Instruct"),
+    (15_000_000_000, _gpu(8), "Qwen/Qwen2.5-3B-Instruct"),         # the GPU's memory binds
+    (1_000_000_000, _gpu(80), "Qwen/Qwen2.5-0.5B-Instruct"),
+    (None, _gpu(24), "Qwen/Qwen2.5-32B-Instruct"),                  # 32B in NF4: about 19.8 GiB of 24
+])
+def test_choice_follows_max_params_and_the_machine(max_params, machine, expected):
+    choice = models.choose_base_model(max_params, machine)
+    assert choice.hub_id == expected
+    assert models.accepted_by_flock_validators(choice.hub_id)
+    assert all(models.accepted_by_flock_validators(h) and (max_params is None or param_count(h) <= max_params)
+               for h in choice.fitting)
+    assert ("no GPU" in choice.reason) == (machine.gpu_memory_bytes is None)
+    assert "no GPU" in choice.reason or "fits GPU NVIDIA H100" in choice.reason
+
+
+def test_no_choice_below_the_smallest_accepted_model():
+    with pytest.raises(KeyError, match="no base model FLock's validators accept has at most 100,000,000"):
+        models.choose_base_model(100_000_000, CPU_ONLY)
+
+
+def test_the_demo_model_is_not_accepted_by_flock_validators():
+    assert not models.accepted_by_flock_validators(DEFAULT_MODEL)
+    assert not models.accepted_by_flock_validators("nobody/unknown")
+    assert models.accepted_by_flock_validators("google/gemma-2-2b-it")

@@ -163,7 +163,16 @@ def _task(max_params: int, supported: list[str] | None = None) -> FlockTask:
 
 def test_check_base_model_maps_the_template():
     check = check_base_model(_task(1_000_000_000), SMOL)
-    assert (check.template, check.params) == ("qwen1.5", 134_515_008)
+    assert (check.template, check.params, check.accepted_by_flock_validators) == ("qwen1.5", 134_515_008, False)
+    qwen = check_base_model(_task(1_000_000_000), "Qwen/Qwen2.5-0.5B-Instruct", real_validators=True)
+    assert qwen.accepted_by_flock_validators is True
+
+
+def test_a_base_real_validators_reject_is_refused_for_a_live_task():
+    with pytest.raises(BaseModelRejectedError, match="not in FLock's validators' supported list") as info:
+        check_base_model(_task(8_000_000_000), SMOL, real_validators=True)
+    message = str(info.value)
+    assert "Qwen/Qwen2.5-0.5B-Instruct" in message and "'auto'" in message and len(message) < 400
 
 
 def test_models_over_max_params_are_refused_before_training():

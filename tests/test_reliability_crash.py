@@ -164,7 +164,8 @@ SCHEDULES: dict[str, list[KillPoint]] = {
         KillPoint("bootstrap: base-model evaluation", on_event("tool_call", "bootstrap", "evaluate"), (0.3, 1.5)),
         KillPoint("generation", on_event("tool_call", tool="generate"), (0.2, 0.7), share_of="generate"),
         KillPoint("training", on_event("tool_call", tool="train"), (0.2, 0.7), share_of="train"),
-        KillPoint("evaluation of the adapter", on_event("tool_call", "evaluate", "evaluate"), (0.1, 0.6)),
+        KillPoint("evaluation of the adapter", on_event("tool_call", "evaluate", "evaluate"), (0.1, 0.8),
+                  share_of="evaluate/evaluate"),
         KillPoint("submission in flight, not recorded by the server", ledger_sending, (0.2, 1.0), IN_FLIGHT,
                   unrecorded_send),
     ],
@@ -246,13 +247,14 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def tool_seconds(trace: Path) -> dict[str, float]:
-    """Each tool's longest call in a finished run's trace."""
+    """Each tool's longest call in a finished run's trace, by tool and by ``node/tool``."""
     seconds: dict[str, float] = {}
     for line in trace.read_text().splitlines():
         event = json.loads(line)
         if event["type"] == "tool_result":
             tool = event["data"]["tool"]
-            seconds[tool] = max(seconds.get(tool, 0.0), float(event["data"]["seconds"]))
+            for key in (tool, f"{event['node']}/{tool}"):
+                seconds[key] = max(seconds.get(key, 0.0), float(event["data"]["seconds"]))
     return seconds
 
 

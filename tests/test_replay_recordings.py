@@ -74,3 +74,26 @@ def test_editing_the_planner_prompt_breaks_the_replay_naming_the_prompt(name: st
     outcome = Runner(RunStore(tmp_path / "runs")).replay(name, run_dir=folder)
     assert not outcome.ok
     assert "prompt file 'plan' (prompts/plan.md) changed since the recording" in outcome.problems[0]
+
+
+def test_a_decision_lost_to_a_kill_before_the_checkpoint_is_not_counted() -> None:
+    """A plan node killed after tracing its decision runs again on resume; the resume event says how many
+    decisions the checkpoint kept, so the replay compares against the decisions the run really took."""
+    from agent.replay import recorded_decisions
+    from agent.trace import TraceEvent
+
+    def event(seq: int, type_: str, iteration: int = 0, **data: object) -> TraceEvent:
+        return TraceEvent(seq=seq, ts=float(seq), run_id="r", type=type_, node="plan", iteration=iteration,
+                          data=dict(data))
+
+    events = [event(0, "decision", 0, action="generate", source="policy"),
+              event(1, "decision", 1, action="submit", source="policy"),  # killed before the checkpoint
+              event(2, "run_resume", decisions=1),
+              event(3, "decision", 1, action="submit", source="policy"),
+              event(4, "run_resume", decisions=2),
+              event(5, "decision", 1, action="stop", source="policy")]
+    assert [(d.iteration, d.decision.action) for d in recorded_decisions(events)] == [
+        (0, "generate"), (1, "submit"), (1, "stop")]
+    # a trace written before resume events carried the count keeps every decision
+    old = [event(0, "decision", 0, action="generate", source="policy"), event(1, "run_resume")]
+    assert len(recorded_decisions(old)) == 1

@@ -33,6 +33,21 @@ class Detonator:
         CONSTRUCTED.append(self.payload)
 
 
+def _detonate(payload: str) -> str:
+    CONSTRUCTED.append(payload)
+    return payload
+
+
+class PlantedCall:
+    """Pickles as a call of :func:`_detonate`: unpickling it runs code."""
+
+    def __init__(self, payload: str):
+        self.payload = payload
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _detonate, (self.payload,)
+
+
 def run_config(run_id: str) -> Any:
     return thread_config(run_id)
 
@@ -90,3 +105,38 @@ def test_pickled_adapters_are_refused_before_publishing(tmp_path: Path) -> None:
     with pytest.raises(PublishError, match=r"adapter_model.bin is refused"):
         LocalPublisher(tmp_path / "publisher").publish(adapter, "me/task-1-model")
     assert not (tmp_path / "publisher").exists() or not any((tmp_path / "publisher").rglob("*.bin"))
+
+
+def test_a_tampered_training_checkpoint_is_refused_without_running_its_code(tiny_model_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    """The trainer's resumable checkpoints load with ``weights_only``: a pickle naming a callable is refused."""
+    import torch
+
+    from tools.data import FlockRecord
+    from tools.train import CHECKPOINT_DIR, TrainConfig, train_adapter
+
+    records = [FlockRecord.model_validate({"conversations": [{"role": "user", "content": f"q{i}"},
+                                                             {"role": "assistant", "content": f"answer {i}"}]})
+               for i in range(6)]
+    config = TrainConfig(learning_rate=5e-3, max_steps=4, batch_tokens=256, checkpoint_every=2, warmup_ratio=0.0)
+    out = tmp_path / "adapter"
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(progress: Any) -> None:
+        if progress.step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_adapter(str(tiny_model_dir), records, out, config, template="qwen1.5", context_length=256,
+                      hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", progress=stop_at_3)
+    step_dir = next((out / CHECKPOINT_DIR).glob("step-*"))
+    saved = torch.load(step_dir / "optimizer.pt", weights_only=True)
+    saved["python_rng"] = PlantedCall("optimizer.pt")  # what an attacker with write access could plant
+    torch.save(saved, step_dir / "optimizer.pt")
+    CONSTRUCTED.clear()
+    with pytest.raises(Exception, match="Weights only load failed"):
+        train_adapter(str(tiny_model_dir), records, out, config, template="qwen1.5", context_length=256,
+                      hub_id="HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert CONSTRUCTED == []

@@ -90,8 +90,10 @@ def test_server_supplied_names_never_become_paths(task_dir: Path, tmp_path: Path
     hostile["data"] = {**hostile["data"], "training_set_key": f"{TRAVERSAL}.jsonl"}
     before = set(tmp_path.rglob("*"))
     with FakeFlock(hostile, storage, link_path=f"/storage/{TRAVERSAL.replace('/', '%2F')}.jsonl") as server:
+        # A live task takes only a base model FLock's validators accept (the tiny weights stand in for it).
         config = tiny_config(tmp_path, task_dir, tiny_model_dir, overrides={
-            "task": {"kind": "flock", "task_id": 1, "api_base_url": server.url + "/api/v1", **FAST_CLIENT}})
+            "task": {"kind": "flock", "task_id": 1, "api_base_url": server.url + "/api/v1", **FAST_CLIENT},
+            "base_model": "Qwen/Qwen2.5-0.5B-Instruct"})
         monkeypatch.setenv("FLOCK_API_KEY", "node-key-for-the-fake-api")
         monkeypatch.setenv("HF_TOKEN", "hf_unused_the_run_stops_before_publishing")
         monkeypatch.setenv("HF_USERNAME", "someone")

@@ -45,7 +45,8 @@ def test_training_gets_what_is_left_after_dev_scoring_and_the_end() -> None:
     reserve = timing.finish_reserve(v)
     overhead = (100 - 10) / 1  # everything not generating, training or scoring, per round so far
     assert timing.training_time_limit(v) == pytest.approx(1000 - 100 - reserve - 10 - overhead)
-    both = PlanView.from_state(measured(usage={"wall_seconds": 100}), BUDGET, LearningSettings(data_value="with_without"))
+    both = PlanView.from_state(measured(usage={"wall_seconds": 100}), BUDGET,
+                               LearningSettings(data_value="with_without"))
     assert timing.training_time_limit(both) == pytest.approx((1000 - 100 - reserve - 10 - overhead) / 2 - 5)
     assert timing.generation_time_limit(v) == pytest.approx(0.4 * (1000 - 100 - reserve - 10))
     late = PlanView.from_state(measured(usage={"wall_seconds": 1000 - reserve - 15}), BUDGET)

@@ -78,11 +78,11 @@ class BackendSpec(BaseModel):
     max_concurrency: int = Field(8, ge=1, le=256)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(5, ge=0, le=20)
-    #: Local: conversations per forward pass.
+    #: Local: conversations decoded together.
     batch_size: int = Field(32, ge=1, le=1024)
     #: Local: "auto" uses bf16 weights where the hardware supports it.
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    #: Local: padded prompt tokens per forward pass (long prompts go in smaller batches).
+    #: Local: padded prompt tokens per prefill pass (long prompts are prefilled in smaller pieces).
     max_batch_tokens: int = Field(4096, ge=64)
 
 
@@ -137,6 +137,14 @@ class RowSampler:
         self.top_p = top_p
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        """As a transformers logits processor: row i of the batch is the sampler's row i."""
+        return self.perturb(scores, range(scores.shape[0]))
+
+    def pick(self, scores: Any, rows: Sequence[int]) -> Any:
+        """The sampled token of each row of ``scores``; ``rows`` says which sampler row (random stream) each is."""
+        return self.perturb(scores, rows).argmax(dim=-1)
+
+    def perturb(self, scores: Any, rows: Sequence[int]) -> Any:
         import torch
 
         logits = scores.float() / self.temperature
@@ -147,22 +155,22 @@ class RowSampler:
             drop_sorted = (probs.cumsum(dim=-1) - probs) > self.top_p
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             logits = logits.masked_fill(drop, float("-inf"))
-        uniform = torch.stack([torch.rand(logits.shape[-1], generator=g) for g in self.generators])
+        uniform = torch.stack([torch.rand(logits.shape[-1], generator=self.generators[r]) for r in rows])
         gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-20, max=1.0 - 1e-7)))
         return logits + gumbel.to(logits.device)
 
 
 class LocalBackend:
-    """Batched generation with a transformers causal LM: left padding, KV cache, bf16 where supported.
+    """Batched generation with a transformers causal LM through :func:`tools.decoding.decode`, bf16 where supported.
 
-    Conversations are rendered with the tokenizer's chat template, sorted by prompt length and cut into
-    micro-batches of at most ``batch_size`` rows and ``max_batch_tokens`` padded prompt tokens: on a CPU, prefill
-    of long prompts costs more than decoding, so long prompts go in small batches and short ones in wide batches
-    (measured on SmolLM2 with the engine's few-shot prompts: 4 rows of ~600 tokens ran 1.8x faster than 16).
-    With bf16 (``precision`` "auto" on hardware that has it, or "bfloat16") the weights are held in bf16: a copy
-    when the caller's model is fp32 (it may be training elsewhere), which ran 1.3x faster than bf16 autocast over
-    fp32 weights. Conversation ``i`` of a call is sampled from its own random stream, seeded from ``(seed, i)``
-    (see :class:`RowSampler`).
+    Conversations are rendered with the tokenizer's chat template and decoded up to ``batch_size`` rows a step;
+    prompts that share a prefix (the chat template's system text, few-shot instructions) run it once, prompts are
+    prefilled in pieces of at most ``max_batch_tokens`` padded tokens (on a CPU, prefill of long prompts costs more
+    than decoding), and a row leaves the batch when it ends. With bf16 (``precision`` "auto" on hardware that has
+    it, or "bfloat16") the weights are held in bf16: a copy when the caller's model is fp32 (it may be training
+    elsewhere), which ran 1.3x faster than bf16 autocast over fp32 weights. Conversation ``i`` of a call is sampled
+    from its own random stream, seeded from ``(seed, i)`` (see :class:`RowSampler`), so its text does not depend on
+    the other conversations of the call or on how they are batched.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str = "", batch_size: int = 32,
@@ -221,66 +229,24 @@ class LocalBackend:
     def generate_rows(self, batch: Sequence[Sequence[Message]], sampling: SamplingSettings,
                       row_seeds: Sequence[int]) -> list[Generation]:
         """Like :meth:`generate`, with an explicit sampling seed per conversation (the server's request seeds)."""
+        from tools.decoding import decode, greedy
+
         if len(row_seeds) != len(batch):
             raise BackendError(f"{len(row_seeds)} seeds for {len(batch)} conversations")
         if not batch:
             return []
-        prompts = [self.render(m) for m in batch]
-        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-        order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
-        results: list[Generation | None] = [None] * len(prompts)
-        for rows in self._chunks(order, lengths):
-            outputs = self._generate_chunk([prompts[i] for i in rows], sampling, [row_seeds[i] for i in rows])
-            for row, output in zip(rows, outputs, strict=True):
-                results[row] = output
-        return [r for r in results if r is not None]
-
-    def _chunks(self, order: list[int], lengths: list[int]) -> list[list[int]]:
-        """Rows in length order, cut when a chunk would exceed batch_size rows or max_batch_tokens padded
-        prompt tokens (a chunk always takes at least one row)."""
-        chunks: list[list[int]] = []
-        current: list[int] = []
-        for i in order:
-            if current and (len(current) >= self.batch_size or (len(current) + 1) * lengths[i] > self.max_batch_tokens):
-                chunks.append(current)
-                current = []
-            current.append(i)
-        if current:
-            chunks.append(current)
-        return chunks
-
-    def _generate_chunk(self, prompts: list[str], sampling: SamplingSettings, row_seeds: list[int]) -> list[Generation]:
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList
-
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
-                                 padding_side="left").to(self.device)
-        config = GenerationConfig(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=False,  # sampling happens in RowSampler, as Gumbel-max over the processed scores
-            top_k=None,
-            pad_token_id=self.pad_token_id,
-            eos_token_id=self.stop_ids or None,
-            use_cache=True,
-        )
-        processors = LogitsProcessorList()
-        if sampling.temperature > 0:
-            processors.append(RowSampler(row_seeds, sampling.temperature, sampling.top_p))
-        with torch.inference_mode():
-            output = self.model.generate(**encoded, generation_config=config, logits_processor=processors)
-        prompt_width = encoded["input_ids"].shape[1]
-        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
-        generations = []
-        for row, ids in enumerate(output[:, prompt_width:].tolist()):
-            stop_at = next((i for i, t in enumerate(ids) if t in self.stop_ids), None)
-            kept = ids if stop_at is None else ids[:stop_at]
-            generations.append(Generation(
-                text=self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                prompt_tokens=int(prompt_tokens[row]),
-                completion_tokens=len(kept) + (0 if stop_at is None else 1),
-                finish_reason="length" if stop_at is None else "stop",
-            ))
-        return generations
+        prompts = [list(ids) for ids in self.tokenizer([self.render(m) for m in batch],
+                                                       add_special_tokens=False)["input_ids"]]
+        pick = (RowSampler(row_seeds, sampling.temperature, sampling.top_p).pick if sampling.temperature > 0
+                else greedy)
+        decoded = decode(self.model, prompts, max_new_tokens=sampling.max_new_tokens, stop_ids=self.stop_ids,
+                         pad_token_id=self.pad_token_id, batch_size=self.batch_size,
+                         prefill_tokens=self.max_batch_tokens, pick=pick)
+        return [Generation(text=str(self.tokenizer.decode(d.tokens, skip_special_tokens=True)).strip(),
+                           prompt_tokens=len(prompt),
+                           completion_tokens=len(d.tokens) + (d.finish == "stop_token"),
+                           finish_reason="stop" if d.finish == "stop_token" else "length")
+                for prompt, d in zip(prompts, decoded, strict=True)]
 
 
 # ----- OpenAI-compatible HTTP --------------------------------------------------------------------------------

@@ -27,6 +27,16 @@ ROLES: tuple[str, ...] = ("user", "assistant", "function_call", "observation")
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 #: JSON nested deeper than this is refused before ``json.loads`` can exhaust the stack.
 MAX_JSON_DEPTH = 64
+#: An overlong line is skipped (lenient loading) only this far: past it the input is no JSONL file at all (an
+#: endless stream such as /dev/zero never ends its first line).
+MAX_SKIPPED_LINE_BYTES = 64 * 1024 * 1024
+
+
+def json_error_text(exc: json.JSONDecodeError, position: Literal["column", "char"] = "column") -> str:
+    """A JSON parser error as one phrase: "Expecting ',' delimiter at column 12". The parser's own messages for
+    strings end in "starting at" and take the position as their object."""
+    where = f"{position} {exc.colno if position == 'column' else exc.pos}"
+    return f"{exc.msg} {where}" if exc.msg.endswith(" at") else f"{exc.msg} at {where}"
 
 
 class Turn(BaseModel):
@@ -77,7 +87,7 @@ class FlockRecord(BaseModel):
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"tools is not valid JSON ({exc.msg} at char {exc.pos})") from None
+            raise ValueError(f"tools is not valid JSON ({json_error_text(exc, 'char')})") from None
         if not isinstance(parsed, list):
             raise ValueError(f"tools must be a JSON list, got {type(parsed).__name__}")
         for i, tool in enumerate(parsed):
@@ -127,7 +137,7 @@ def parse_function_call(content: str) -> list[dict[str, Any]]:
     try:
         value = json.loads(content)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"function_call content is not JSON ({exc.msg} at char {exc.pos})") from None
+        raise ValueError(f"function_call content is not JSON ({json_error_text(exc, 'char')})") from None
     calls = value if isinstance(value, list) else [value]
     for call in calls:
         if not isinstance(call, dict) or "name" not in call or "arguments" not in call:
@@ -242,7 +252,7 @@ def validate_line(raw: bytes, *, file: str, line: int) -> tuple[FlockRecord | No
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        return issue("", f"bad JSON: {exc.msg} at column {exc.colno}", "bad_json")
+        return issue("", f"bad JSON: {json_error_text(exc)}", "bad_json")
     if not isinstance(obj, dict):
         return issue("", f"a record must be a JSON object, got {type(obj).__name__}", "not_object")
     if "system" in obj and not isinstance(obj["system"], str):
@@ -269,11 +279,14 @@ def iter_jsonl(
     strict: bool = True,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     on_issue: Callable[[DataIssue], None] | None = None,
+    digest: Any = None,
 ) -> Iterator[tuple[int, FlockRecord]]:
     """Stream ``(line_number, record)`` pairs from a FLock JSONL file.
 
     strict: the first problem raises :class:`DataValidationError`. Lenient: bad lines are skipped and passed to
-    ``on_issue``. Blank lines are ignored. A line longer than ``max_line_bytes`` is skipped unread.
+    ``on_issue``. Blank lines are ignored. A line longer than ``max_line_bytes`` is skipped unread; one that does not
+    end within :data:`MAX_SKIPPED_LINE_BYTES` stops the load in both modes. ``digest`` (a hashlib object), when
+    given, is fed every byte read, so the file is read once even when it cannot be read twice (a pipe).
     """
     path = Path(path)
     name = str(path)
@@ -289,17 +302,27 @@ def iter_jsonl(
             if on_issue is not None:
                 on_issue(problem)
 
+    def read(limit: int) -> bytes:
+        raw = handle.readline(limit)
+        if digest is not None:
+            digest.update(raw)
+        return raw
+
     with path.open("rb") as handle:
         line_no = 0
         while True:
-            raw = handle.readline(max_line_bytes + 1)
+            raw = read(max_line_bytes + 1)
             if not raw:
                 break
             line_no += 1
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
                 size = len(raw)
                 while raw and not raw.endswith(b"\n"):  # skip the rest of the overlong line in bounded chunks
-                    raw = handle.readline(1 << 20)
+                    if size > MAX_SKIPPED_LINE_BYTES:
+                        raise DataValidationError([DataIssue(
+                            name, line_no, "", f"line has no end after {MAX_SKIPPED_LINE_BYTES // 2**20} MiB: not a "
+                            "JSONL file", "line_too_long")])
+                    raw = read(1 << 20)
                     size += len(raw)
                 report([DataIssue(name, line_no, "", f"line is {size} bytes, over the {max_line_bytes}-byte limit",
                                   "line_too_long")])
@@ -320,12 +343,9 @@ def load_jsonl(
     report = LoadReport(path=str(path))
     digest = hashlib.sha256()
     for line_no, record in iter_jsonl(path, strict=strict, max_line_bytes=max_line_bytes,
-                                      on_issue=report.issues.append):
+                                      on_issue=report.issues.append, digest=digest):
         report.records.append(record)
         report.line_numbers.append(line_no)
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
     report.sha256 = digest.hexdigest()
     report.lines_read = max(report.line_numbers + [i.line for i in report.issues], default=0)
     if not report.records and not report.issues:

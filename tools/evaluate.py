@@ -23,7 +23,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.data import FlockRecord, load_jsonl
+from tools.decoding import decode
 from tools.metrics import available_metrics, compute_metric
+from tools.shared_prefix import (
+    PrefixGroup,
+    PrefixKV,
+    decoder_call,
+    group_by_prefix,
+    prefix_cache,
+    run_prefix,
+    supports_prefix_cache,
+)
 from tools.tasks import get_plugin
 from tools.tasks.base import TaskMetric
 from tools.templates import ChatTemplate, TokenizedExample, get_template, render_segments, tokenize_records
@@ -117,11 +127,13 @@ def _causal_lm(model: Any) -> Any:
     return get_base() if callable(get_base) else model
 
 
-def target_token_losses(model: Any, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def target_token_losses(model: Any, batch: TokenBatch, *,
+                        prefix: PrefixKV | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy (nats, fp32) of every next-token target in the batch, and the row each belongs to.
 
     Position t predicts token t+1, as in transformers' causal-LM loss; only positions whose next token is a target
-    reach the LM head.
+    reach the LM head. ``prefix`` holds the keys and values of tokens that precede every row of the batch (see
+    :mod:`tools.shared_prefix`): the batch then continues them, its positions counted after the prefix.
     """
     import torch
     import torch.nn.functional as F
@@ -131,15 +143,23 @@ def target_token_losses(model: Any, batch: TokenBatch) -> tuple[torch.Tensor, to
     rows = selected.nonzero(as_tuple=True)[0]
     targets = next_labels[selected]
     causal = _causal_lm(model)
+    cache = prefix_cache(prefix, len(batch.indices)) if prefix is not None else None
     if getattr(causal.config, "model_type", None) in _PLAIN_HEAD_TYPES:
-        hidden = causal.get_decoder()(input_ids=batch.input_ids, use_cache=False).last_hidden_state
+        hidden = decoder_call(causal.get_decoder(), cache, input_ids=batch.input_ids,
+                              use_cache=cache is not None).last_hidden_state
         logits = causal.get_output_embeddings()(hidden[:, :-1][selected])
         cap = getattr(causal.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
     else:
-        logits = model(input_ids=batch.input_ids, use_cache=False).logits[:, :-1][selected]
+        logits = decoder_call(causal, cache, input_ids=batch.input_ids,
+                              use_cache=cache is not None).logits[:, :-1][selected]
     return F.cross_entropy(logits.float(), targets, reduction="none"), rows
+
+
+def _first_scored_position(example: TokenizedExample) -> int | None:
+    """The first position whose output is scored (its next token is a target), or None when there is none."""
+    return next((t - 1 for t in range(1, len(example)) if example.target_mask[t] == 1), None)
 
 
 # ----- FLock score -------------------------------------------------------------------------------------------
@@ -186,26 +206,46 @@ def count_params(model: Any) -> int:
 
 
 def example_losses(model: Any, examples: Sequence[TokenizedExample], pad_token_id: int, *,
-                   batch_tokens: int = 8192) -> list[float]:
-    """Each example's mean target cross-entropy (NaN when it has no next-token target), batch-size-1 semantics."""
+                   batch_tokens: int = 8192, share_prefixes: bool = True) -> list[float]:
+    """Each example's mean target cross-entropy (NaN when it has no next-token target), batch-size-1 semantics.
+
+    Examples run in length-sorted batches of at most ``batch_tokens`` padded tokens. With ``share_prefixes``,
+    examples that start with the same tokens (a system prompt and schema, a tool list) are grouped and their common
+    tokens run once (:mod:`tools.shared_prefix`), up to the first position whose output is scored.
+    """
     import torch
 
     device = next(model.parameters()).device
     sums = torch.zeros(len(examples), dtype=torch.float64)
     counts = torch.zeros(len(examples), dtype=torch.float64)
-    lengths = [len(e) for e in examples]
+    first_scored = [_first_scored_position(e) for e in examples]
+    scored = [i for i, p in enumerate(first_scored) if p is not None]
+    causal = _causal_lm(model)
+    if share_prefixes and supports_prefix_cache(causal):
+        groups = group_by_prefix([examples[i].input_ids for i in scored], [first_scored[i] or 0 for i in scored])
+        groups = [PrefixGroup(tuple(scored[m] for m in g.members), g.prefix_len) for g in groups]
+    else:
+        groups = [PrefixGroup(tuple(scored), 0)]
+
+    def run(members: Sequence[int], prefix_len: int, prefix: PrefixKV | None) -> None:
+        parts = [TokenizedExample(examples[i].input_ids[prefix_len:], examples[i].target_mask[prefix_len:])
+                 for i in members]
+        for indices in length_grouped_batches([len(p) for p in parts], batch_tokens):
+            batch = make_batch(parts, indices, pad_token_id, device)
+            losses, rows = target_token_losses(model, batch, prefix=prefix)
+            index = torch.tensor([members[i] for i in indices])[rows.cpu()]
+            sums.index_add_(0, index, losses.double().cpu())
+            counts.index_add_(0, index, torch.ones_like(losses, dtype=torch.float64).cpu())
+
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for indices in length_grouped_batches(lengths, batch_tokens):
-                if max(lengths[i] for i in indices) == 0:
-                    continue
-                batch = make_batch(examples, indices, pad_token_id, device)
-                losses, rows = target_token_losses(model, batch)
-                index = torch.tensor(indices)[rows.cpu()]
-                sums.index_add_(0, index, losses.double().cpu())
-                counts.index_add_(0, index, torch.ones_like(losses, dtype=torch.float64).cpu())
+            run([i for g in groups if g.prefix_len == 0 for i in g.members], 0, None)
+            for group in groups:
+                if group.prefix_len:
+                    first = examples[group.members[0]].input_ids[:group.prefix_len]
+                    run(group.members, group.prefix_len, run_prefix(causal.get_decoder(), first, device))
     finally:
         model.train(was_training)
     return [s / c if c > 0 else math.nan for s, c in zip(sums.tolist(), counts.tolist(), strict=True)]
@@ -234,6 +274,7 @@ def flock_score(
     max_params: int | None = None,
     batch_tokens: int = 8192,
     device: str | None = None,
+    share_prefixes: bool = True,
 ) -> FlockScore:
     """FLock's score of a model (spec or loaded) or base + LoRA adapter on validation records.
 
@@ -260,7 +301,8 @@ def flock_score(
                                     penalty_reason="params_exceeded")
             return FlockScore(**overall.model_dump(), num_params=num_params)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        losses = example_losses(scoring_model, examples, pad, batch_tokens=batch_tokens)
+        losses = example_losses(scoring_model, examples, pad, batch_tokens=batch_tokens,
+                                share_prefixes=share_prefixes)
     overall = _score(losses, tokens, nbytes)
     per_category: dict[str, CategoryScore] = {}
     if categories is not None:
@@ -358,55 +400,44 @@ def generate_predictions(
     records: Sequence[FlockRecord],
     template: ChatTemplate | str,
     max_new_tokens: int = 128,
-    batch_size: int = 16,
+    batch_size: int = 32,
     *,
     max_prompt_tokens: int | None = None,
+    share_prefixes: bool = True,
 ) -> list[str]:
-    """Greedy answers to each record's last assistant turn (left-padded batches, KV cache), in input order.
+    """Greedy answers to each record's last assistant turn, in input order (:func:`tools.decoding.decode`: prompts
+    that share a prefix, such as a schema or a tool list, run it once; each row stops at its own end).
 
-    Generation stops at the tokenizer's eos or the template's stop word; the text is cut at the stop word and
-    stripped, so it compares directly with the reference answer.
+    A row stops at the tokenizer's eos or the template's stop word (a token, or text when the tokenizer has no
+    such token); the text is cut at the stop word and stripped, so it compares directly with the reference answer.
     """
-    import torch
-
     t = get_template(template)
     prompts = [prompt_ids(r, tokenizer, t) for r in records]
     if max_prompt_tokens is not None:
         prompts = [p[-max_prompt_tokens:] for p in prompts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stop_ids: set[int] = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    stop_strings: list[str] = []
     if t.stop_word:
         stop_token = tokenizer.convert_tokens_to_ids(t.stop_word)
         if isinstance(stop_token, int) and stop_token != tokenizer.unk_token_id:
             stop_ids.add(stop_token)
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: list[str] = [""] * len(prompts)
+        else:
+            stop_strings.append(t.stop_word)
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            width = max(len(prompts[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                n = len(prompts[i])
-                if n:
-                    ids[row, width - n:] = torch.tensor(prompts[i])
-                    attention[row, width - n:] = 1
-            with torch.inference_mode():
-                generated = model.generate(
-                    input_ids=ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
-                    do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=sorted(stop_ids),
-                )
-            for row, i in enumerate(chunk):
-                text = str(tokenizer.decode(generated[row, width:], skip_special_tokens=True))
-                if t.stop_word and t.stop_word in text:
-                    text = text.split(t.stop_word, 1)[0]
-                outputs[i] = text.strip()
+        decoded = decode(model, prompts, max_new_tokens=max_new_tokens, stop_ids=stop_ids, pad_token_id=pad,
+                         stop_strings=stop_strings, tokenizer=tokenizer, batch_size=batch_size,
+                         share_prefixes=share_prefixes)
     finally:
         model.train(was_training)
+    outputs = []
+    for row in decoded:
+        text = str(tokenizer.decode(row.tokens, skip_special_tokens=True))
+        if t.stop_word and t.stop_word in text:
+            text = text.split(t.stop_word, 1)[0]
+        outputs.append(text.strip())
     return outputs
 
 
@@ -418,6 +449,9 @@ class TaskMetricsReport(BaseModel):
     per_category: dict[str, dict[str, float]] = Field(default_factory=dict)
     num_examples: int
     predictions: list[str] = Field(default_factory=list)
+    """The answer to each record's last assistant turn (empty when no wanted metric scores them)."""
+    probe_predictions: list[str] = Field(default_factory=list)
+    """The answer to each probe (empty when no wanted metric scores probes)."""
 
 
 def _scalar_metrics(metric: TaskMetric, result: Mapping[str, Any]) -> dict[str, float]:
@@ -436,13 +470,16 @@ def task_metrics(
     categories: Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
     max_new_tokens: int = 128,
-    batch_size: int = 16,
+    batch_size: int = 32,
+    answer: Callable[[Sequence[FlockRecord]], list[str]] | None = None,
 ) -> TaskMetricsReport:
     """Greedy-decode answers and score them with the task type's metrics (its plugin's, unless ``metrics`` names
     others), overall and per category.
 
     Metrics the plugin scores on probes (function calls: did the model call the right tool with the right
-    arguments?) are computed on its probes of each record; the others on each record's last assistant turn.
+    arguments?) are computed on its probes of each record; the others on each record's last assistant turn. Only
+    what a wanted metric scores is decoded, all of it in one :func:`generate_predictions` call (records and probes
+    share prefixes). ``answer`` replaces that call (records in, answers out, in order).
     """
     plugin = get_plugin(task_type)
     if categories is not None and len(categories) != len(records):
@@ -454,7 +491,6 @@ def task_metrics(
     wanted = [plugin.metric(name) for name in names]
     cats = list(categories) if categories is not None else ["all"] * len(records)
 
-    answers = generate_predictions(model, tokenizer, records, template, max_new_tokens, batch_size)
     golds = [reference_answer(r) for r in records]
     probe_records: list[FlockRecord] = []
     probe_golds: list[str] = []
@@ -465,8 +501,14 @@ def task_metrics(
                 probe_records.append(probe)
                 probe_golds.append(gold)
                 probe_cats.append(category)
-    probe_answers = (generate_predictions(model, tokenizer, probe_records, template, max_new_tokens, batch_size)
-                     if probe_records else [])
+    to_answer = [*(records if any(not m.on_probes for m in wanted) else []), *probe_records]
+
+    def greedy_answers(batch: Sequence[FlockRecord]) -> list[str]:
+        return generate_predictions(model, tokenizer, batch, template, max_new_tokens, batch_size)
+
+    answered = (answer or greedy_answers)(to_answer) if to_answer else []
+    answers, probe_answers = answered[:len(to_answer) - len(probe_records)], answered[len(to_answer) -
+                                                                                      len(probe_records):]
 
     def score(idx: list[int], probe_idx: list[int]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -488,7 +530,7 @@ def task_metrics(
         for category in sorted(set(cats))
     } if categories is not None else {}
     return TaskMetricsReport(overall=overall, per_category=per_category, num_examples=len(records),
-                             predictions=answers)
+                             predictions=answers, probe_predictions=probe_answers)
 
 
 __all__ = [

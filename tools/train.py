@@ -1,12 +1,15 @@
 """LoRA / QLoRA training on FLock data: a small loop on torch + peft, fast on CPU and GPU.
 
-What makes it fast (measured in benchmarks/train_throughput.py against FLock's reference recipe):
+What makes it fast (measured in benchmarks/train_throughput.py against FLock's reference recipe and TRL's
+SFTTrainer; results in benchmarks/results/train_throughput.json):
 - batches of examples of similar length under a padded-token budget, right-padded with no attention mask (under a
   causal mask, padding at the end cannot change earlier positions), so little compute goes to padding;
 - logits only at positions whose next token is a target (tools.evaluate.target_token_losses): the LM head and its
   softmax over the vocabulary are skipped for prompt tokens;
-- bf16 autocast where the hardware has bf16 (AVX512-BF16 / AMX on CPU, Ampere+ on GPU) with the frozen base
-  weights stored in bf16, so they are not re-cast on every step; LoRA weights and optimizer state stay fp32.
+- the precision that is fastest on the device (tools.train_hardware): bf16 autocast with the frozen base weights
+  stored in bf16 on GPUs and AMX CPUs; fp32 on CPUs without AMX, where bf16 matmuls are no faster and the casts
+  cost time. LoRA weights and optimizer state stay fp32;
+- lean forwards for LoRA projections and SiLU-gated MLPs (tools.train_fused): fewer ops, less activation memory.
 
 The loss is FLock's: assistant tokens only (tools.templates masking). By default every example weighs the same
 (``loss_weighting="example"``), as in FLock's score, which averages per-example mean losses.
@@ -18,7 +21,6 @@ Checkpoints (``output_dir/.checkpoints``, written atomically) let a killed run r
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
@@ -26,8 +28,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,17 +36,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools import tracking
 from tools.data import FlockRecord
 from tools.evaluate import TokenBatch, length_grouped_batches, make_batch, target_token_losses
 from tools.fileio import atomic_write_text
 from tools.templates import ChatTemplate, TokenizedExample, get_template, tokenize_records
+from tools.train_checkpoints import ADAPTER_FILES, load_checkpoint, save_adapter, save_checkpoint
+from tools.train_hardware import PeakMemory, bf16_speeds_up_training, bf16_supported
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 CHECKPOINT_DIR = ".checkpoints"
 
 
@@ -91,7 +93,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     """Seed for LoRA initialisation and batch order."""
     bf16: bool | None = None
-    """None: use bf16 autocast when the device supports it."""
+    """None: bf16 autocast where it trains faster than fp32 (CUDA with bf16, CPUs with AMX; see
+    tools.train_hardware)."""
     qlora: bool | None = None
     """4-bit NF4 base weights with double quantization. None: on when training on a GPU."""
     checkpoint_every: Annotated[int, Field(ge=0)] = 50
@@ -102,6 +105,9 @@ class TrainConfig(BaseModel):
     """Training-time limit. From the third step on, the run is shortened to the steps that fit at the measured pace
     and the cosine schedule is re-sized to them (the learning rate still decays to its floor); the run stops at
     the first step past the limit. Not part of the run's fingerprint: a resumed run has less time left."""
+    fused_ops: bool = True
+    """Lean forwards for LoRA projections and SiLU-gated MLPs (tools.train_fused): same math, fewer ops, less
+    activation memory. False runs peft's and transformers' own forwards."""
 
 
 class TrainProgress(BaseModel):
@@ -157,82 +163,6 @@ class TrainingOOMError(RuntimeError):
 ProgressCallback = Callable[[TrainProgress], None]
 
 
-# ----- hardware ----------------------------------------------------------------------------------------------
-def bf16_supported(device: str) -> bool:
-    """Whether bf16 matmuls run natively on ``device`` (otherwise autocast would emulate them slowly)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_bf16_supported())
-    cpu = torch.cpu
-    return bool(torch.backends.mkldnn.is_available()
-                and (cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()))
-
-
-def _malloc_trim() -> bool:
-    """Return freed heap memory to the OS (glibc), so resident size measures what is really in use."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
-
-
-class PeakMemory:
-    """Peak memory in use while the context is open, above its value at entry.
-
-    GPU: CUDA's allocator peak. CPU: resident set size (which includes memory-mapped weights, unlike malloc
-    counters, and tensors, unlike tracemalloc), sampled every few milliseconds by a thread. Freed memory is first
-    handed back to the OS with glibc's ``malloc_trim``, so the baseline is what is really in use at entry.
-    """
-
-    def __init__(self, device: str, interval_s: float = 0.005):
-        self.device, self.interval_s = device, interval_s
-        self.peak_bytes = 0
-        if device.startswith("cuda"):
-            self.method = "cuda max_memory_allocated above start"
-        else:
-            self.method = "RSS peak above start after malloc_trim (sampled every 5 ms)"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start = 0
-
-    def __enter__(self) -> PeakMemory:
-        import gc
-
-        import torch
-
-        gc.collect()
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            self._start = torch.cuda.memory_allocated()
-            return self
-        import psutil
-
-        process = psutil.Process()
-        _malloc_trim()
-        self._start = process.memory_info().rss
-
-        def sample() -> None:
-            while not self._stop.is_set():
-                self.peak_bytes = max(self.peak_bytes, process.memory_info().rss - self._start)
-                self._stop.wait(self.interval_s)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        if self.device.startswith("cuda"):
-            self.peak_bytes = torch.cuda.max_memory_allocated() - self._start
-            return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
 # ----- data --------------------------------------------------------------------------------------------------
 def epoch_batches(examples: Sequence[TokenizedExample], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
     """This epoch's micro-batches: similar lengths grouped under the token budget, in a seeded random order.
@@ -258,53 +188,6 @@ def _fingerprint(hub_id: str, template: ChatTemplate, context_length: int, confi
     if example_weights is not None:
         digest.update(json.dumps([round(float(w), 6) for w in example_weights]).encode())
     return digest.hexdigest()[:16]
-
-
-# ----- checkpoints -------------------------------------------------------------------------------------------
-def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _save_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".step-", dir=root))
-    save_file(_trainable_state(model), str(staging / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, staging / "optimizer.pt")
-    (staging / "state.json").write_text(json.dumps(state))
-    final = root / f"step-{state['step']:07d}"
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
-    atomic_write_text(root / "latest.json", json.dumps({"dir": final.name}))
-    for old in root.iterdir():  # older checkpoints and staging left by a killed run
-        if old.is_dir() and old.name != final.name:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
-    import torch
-    from safetensors.torch import load_file
-
-    pointer = root / "latest.json"
-    if not pointer.is_file():
-        return None
-    folder = root / json.loads(pointer.read_text())["dir"]
-    weights = load_file(str(folder / "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor)
-    extra = torch.load(folder / "optimizer.pt", weights_only=False)
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["torch_rng"])
-    random.setstate(extra["python_rng"])
-    state: dict[str, Any] = json.loads((folder / "state.json").read_text())
-    return state
 
 
 # ----- model -------------------------------------------------------------------------------------------------
@@ -335,6 +218,10 @@ def _prepare_model(base_model: Any, hub_id: str, config: TrainConfig, device: st
         for module in peft_model.modules():
             if isinstance(module, BaseTunerLayer):
                 setattr(module, "cast_input_dtype_enabled", False)  # noqa: B010 - typed as Module attribute
+    if config.fused_ops:
+        from tools.train_fused import fuse_for_training
+
+        logger.debug("lean forwards: %s", fuse_for_training(peft_model))
     peft_model.train()
     return peft_model
 
@@ -440,7 +327,7 @@ def train_adapter(
     out = Path(output_dir)
     metrics_path = out.with_name(out.name + ".metrics.json")
     device = device or default_device()
-    use_bf16 = bf16_supported(device) if config.bf16 is None else config.bf16
+    use_bf16 = bf16_speeds_up_training(device) if config.bf16 is None else config.bf16
     use_qlora = device.startswith("cuda") if config.qlora is None else config.qlora
     if not records:
         raise ValueError("no training records")
@@ -490,7 +377,7 @@ def train_adapter(
                                  "fingerprint": fingerprint}
         resumed_from = None
         if resume:
-            loaded = _load_checkpoint(checkpoints, model, optimizer, scheduler)
+            loaded = load_checkpoint(checkpoints, model, optimizer, scheduler)
             if loaded is not None:
                 if loaded.get("fingerprint") != fingerprint:
                     raise ValueError(
@@ -535,6 +422,8 @@ def train_adapter(
             state["padded_tokens"] += sum(b.padded_tokens for b in token_batches)
             state["target_tokens"] += targets
             state["loss_curve"].append(loss)
+            tracking.log_metrics({"train/loss": loss, "train/learning_rate": float(scheduler.get_last_lr()[0])},
+                                 state["step"])
             state["train_time_s"] = time_before + time.perf_counter() - loop_start
             if progress is not None:
                 progress(TrainProgress(
@@ -558,10 +447,10 @@ def train_adapter(
                         stopped = "max_seconds"
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 \
                     and state["step"] < total_steps:
-                _save_checkpoint(checkpoints, model, optimizer, scheduler, state)
+                save_checkpoint(checkpoints, model, optimizer, scheduler, state)
         if stopped == "completed" and config.max_steps is not None:
             stopped = "max_steps"
-        _save_adapter(model, out, final_hub_id)
+        save_adapter(model, out, final_hub_id)
 
     epochs_completed = state["epoch"] + state["micro"] / max(1, micro_per_epoch)
     result = TrainResult(
@@ -580,21 +469,14 @@ def train_adapter(
     return result
 
 
-def _save_adapter(model: Any, out: Path, hub_id: str) -> None:
-    """Write the adapter files FLock takes, atomically, naming the Hub id as the base model."""
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out))
-    try:
-        model.save_pretrained(str(staging))
-        config_path = staging / "adapter_config.json"
-        config = json.loads(config_path.read_text())
-        config["base_model_name_or_path"] = hub_id
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
-        for name in ADAPTER_FILES:
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-__all__ = ["PeakMemory", "TrainConfig", "TrainProgress", "TrainResult", "TrainingOOMError", "bf16_supported",
-           "epoch_batches", "train_adapter"]
+__all__ = [
+    "ADAPTER_FILES",
+    "PeakMemory",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "TrainingOOMError",
+    "bf16_supported",
+    "epoch_batches",
+    "train_adapter",
+]

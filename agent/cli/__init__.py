@@ -1,6 +1,7 @@
 """The ``synthgen`` command line: the Typer app and its commands, one module per command group.
 
-- :mod:`agent.cli.run`: ``run``, ``resume``, ``config-doc``
+- :mod:`agent.cli.run`: ``run``, ``resume`` (what they show: :mod:`agent.cli.display`)
+- :mod:`agent.cli.config_doc`: ``config-doc``
 - :mod:`agent.cli.runs`: ``runs``, ``status``, ``trace``, ``report``, ``replay``
 - :mod:`agent.cli.data`: ``profile``
 - :mod:`agent.cli.model`: ``model train``, ``model score``
@@ -11,9 +12,13 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Annotated
+
 import typer
 
-from agent.cli import data, flock_sim, generate, model, run, runs, serve_openai
+from agent.cli import config_doc, data, flock_sim, generate, model, run, runs, serve_openai
+from agent.cli.common import LogLevel, SynthgenGroup, console, setup_logging
 
 app = typer.Typer(
     name="synthgen",
@@ -21,14 +26,32 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=SynthgenGroup,
 )
 
 
-@app.callback()
-def _root() -> None:
-    """SynthGen Agent: targeted synthetic data and LoRA training for FLock.io AI Arena tasks."""
-    import logging
+def _show_version(value: bool) -> None:
+    if value:
+        from tools.versions import software_versions
 
+        found = software_versions()
+        console.print(f"synthgen {found.pop('synthgen-agent', 'unknown')} ("
+                      + ", ".join(f"{name} {version}" for name, version in found.items()) + ")",
+                      markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version (and the libraries') and exit")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages of synthgen and the "
+                                                                   "libraries' info messages")] = False,
+    log_level: Annotated[LogLevel, typer.Option(help="Messages of synthgen shown from this level on; warning or "
+                                                     "error also hides the plain progress lines")] = "info",
+) -> None:
+    """SynthGen Agent: targeted synthetic data and LoRA training for FLock.io AI Arena tasks."""
+    setup_logging(log_level, verbose)
     # httpx logs whole request URLs at INFO, presigned download links included: never let them reach a log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # bitsandbytes announces an optional CPU kernel package on import; it changes nothing here.
@@ -37,6 +60,8 @@ def _root() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if verbose:
+        hf_logging.set_verbosity_info()
     import warnings
 
     # Noise with nothing to act on: peft looks the base model up on the Hub when saving (offline runs name the
@@ -48,7 +73,7 @@ def _root() -> None:
 
 for command in (data.profile, run.run, run.resume, runs.runs, runs.status, runs.trace, runs.report, runs.replay):
     app.command()(command)
-app.command("config-doc")(run.config_doc)
+app.command("config-doc")(config_doc.config_doc)
 app.add_typer(flock_sim.app, name="flock-sim")
 app.add_typer(model.app, name="model", help="Train a LoRA adapter or score a model with FLock's metric.")
 app.command("generate")(generate.generate_command)

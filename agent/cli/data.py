@@ -9,22 +9,25 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.common import console, fail
+from agent.cli.common import SkipBadLines, console, fail
 from tools.data import DataValidationError, FlockRecord, load_jsonl
 from tools.demo_tasks import DEMO_TASKS
 from tools.tasks import detect_plugin, get_plugin
 
 
 def profile(
-    file: Annotated[Path | None, typer.Argument(help="FLock JSONL file (default: demo training set)")] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token counts: Hub id, folder or GGUF")] = None,
-    task_type: Annotated[str | None, typer.Option(help="text2sql | function_calling | chat (default: detect)")] = None,
-    lenient: Annotated[bool, typer.Option(help="Skip bad lines and report them, instead of stopping")] = False,
+    file: Annotated[Path | None, typer.Argument(metavar="FILE", help="FLock JSONL file (default: demo training "
+                                                                     "set)")] = None,
+    tokenizer: Annotated[str | None, typer.Option(metavar="MODEL", help="Tokenizer for token counts: Hub id, folder "
+                                                                        "or GGUF")] = None,
+    task_type: Annotated[str | None, typer.Option(metavar="text2sql|function_calling|chat", help="Task type "
+                                                  "(default: detect)")] = None,
+    skip_bad_lines: SkipBadLines = False,
 ) -> None:
     """Validate a FLock JSONL file and print counts per category, token lengths and problems."""
     path = file or DEMO_TASKS["demo"] / "training_set.jsonl"
     try:
-        report = load_jsonl(path, strict=not lenient)
+        report = load_jsonl(path, strict=not skip_bad_lines)
     except DataValidationError as exc:
         raise fail(str(exc)) from None
     plugin = get_plugin(task_type).fit(report.records) if task_type else detect_plugin(report.records)

@@ -10,14 +10,15 @@ from tools.models import DEFAULT_MODEL
 
 
 def serve_openai(
-    model: Annotated[str, typer.Option(help="Hub id, folder or GGUF file")] = DEFAULT_MODEL,
-    host: Annotated[str, typer.Option(help="Address to bind (default: loopback only)")] = "127.0.0.1",
+    model: Annotated[str, typer.Option(metavar="MODEL", help="Hub id, folder or GGUF file")] = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind (default: loopback only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    served_name: Annotated[str | None, typer.Option(help="Model name clients send (default: --model)")] = None,
+    served_name: Annotated[str | None, typer.Option(metavar="NAME", help="Model name clients send (default: "
+                                                                          "--model)")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Requests per batched generate call")] = 8,
     batch_window_ms: Annotated[float, typer.Option(min=0, help="How long a request waits for company")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Conversations per forward pass")] = 32,
-    precision: Annotated[str, typer.Option(help="auto | float32 | bfloat16")] = "auto",
+    precision: Annotated[str, typer.Option(metavar="auto|float32|bfloat16", help="Weights' precision")] = "auto",
 ) -> None:
     """Serve a local model at http://HOST:PORT/v1 (chat completions and model list)."""
     import uvicorn

@@ -68,6 +68,12 @@ def simulator_faults() -> list[FaultRule]:
         raise PipelineError(f"${SIM_FAULTS_ENV}: {where}: {first['msg']}") from None
 
 
+def local_adapter_store(paths: RunPaths) -> Path:
+    """The folder a local task's adapters are published to (``<repo owner>/<repo name>/<revision>/``), inside the
+    simulator's folder of the run."""
+    return paths.root / "flock-sim" / "publisher"
+
+
 @contextlib.contextmanager
 def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> Iterator[TaskEnvironment]:
     """Start the in-process simulator for local tasks (state kept in the run folder, so a resumed run finds its
@@ -90,16 +96,17 @@ def open_environment(config: RunConfig, paths: RunPaths, redactor: Redactor) -> 
         return
     task_dir = settings.task_dir if settings.kind == "dir" else DEMO_TASKS[settings.kind]
     assert task_dir is not None
-    sim_dir = paths.root / "flock-sim"
+    store = local_adapter_store(paths)
     # The simulator's validator loads the base model like FLock's does, from the Hub id, unless weights are given.
     weights: dict[str, str | Path] | None = (
         {config.base_model: config.base_model_weights} if config.base_model_weights else None)
-    server = SimulatorServer([task_dir], state_path=sim_dir / "state.sqlite", publisher_root=sim_dir / "publisher",
+    server = SimulatorServer([task_dir], state_path=store.parent / "state.sqlite", publisher_root=store,
                              base_model_paths=weights, faults=faults)
     redactor.add(server.node_api_key)
     redactor.add(server.validator_api_key)
+    redactor.add(server.builtin_validator_api_key)
     redactor.add(server.admin_token)
     with server, server.client(**http) as client:
-        publisher: Publisher = HubPublisher() if config.publishes_to_hub else LocalPublisher(sim_dir / "publisher")
+        publisher: Publisher = HubPublisher() if config.publishes_to_hub else LocalPublisher(store)
         yield TaskEnvironment(client=client, publisher=publisher, task_id=server.task_ids[0], simulator=server,
                               task_dir=Path(task_dir))

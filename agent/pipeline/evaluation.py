@@ -22,6 +22,7 @@ from agent.pipeline.base_model import with_adapter
 from agent.pipeline.environment import PipelineError
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import adapter_folder, read_result, write_result
+from agent.pipeline.training import adapter_iteration
 from agent.state import CategoryMetrics, EvalSummary
 from agent.toolbox import TestComparison
 from tools.data import FlockRecord, load_jsonl
@@ -107,7 +108,19 @@ class Evaluator:
                               per_category={c: _category_metrics(s, None) for c, s in score.per_category.items()},
                               seconds=round(self.clock() - started, 3))
         write_result(cache, summary)
+        self._track(summary)
         return summary
+
+    def _track(self, summary: EvalSummary, *, task_metric_only: bool = False) -> None:
+        """The evaluation's metrics for the run's trackers: the base model at step 0, an adapter at its round."""
+        who = "adapter" if summary.adapter_id else "base"
+        metrics: dict[str, float] = {} if task_metric_only else {
+            f"{summary.split}/{who}/bpc": summary.bpc,
+            **{f"{summary.split}/{who}/bpc/{c}": m.bpc for c, m in summary.per_category.items()}}
+        if summary.task_metric_name and summary.task_metric is not None:
+            metrics[f"{summary.split}/{who}/{summary.task_metric_name}"] = summary.task_metric
+        if metrics:
+            self.run.tracker.log(metrics, adapter_iteration(summary.adapter_id) if summary.adapter_id else 0)
 
     def task_metric(self, adapter_id: str | None, split: str, max_seconds: float | None,
                     max_examples: int | None = None) -> TaskMetricResult:
@@ -170,8 +183,10 @@ class Evaluator:
             share = None if left is None else left / (2 if adapter else 1)
             base_metric = self.task_metric(None, "test", share)
             base = with_task_metric(base, base_metric)
+            self._track(base, task_metric_only=True)
             if adapter is not None:
                 adapter = with_task_metric(adapter, self.task_metric(adapter_id, "test", share, base_metric.examples))
+                self._track(adapter, task_metric_only=True)
         deltas: dict[str, float] = {}
         if adapter is not None:
             deltas["overall"] = round(adapter.bpc - base.bpc, 6)

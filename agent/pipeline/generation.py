@@ -86,6 +86,13 @@ class Generator:
             writers=dict(Counter(row.provenance.writer or "unknown" for row in accepted_rows)),
         )
         write_result(done, outcome)
+        run.tracker.log({"generation/accepted": sum(outcome.accepted_per_category.values()),
+                         "generation/rejected": sum(outcome.rejected_per_reason.values()),
+                         "generation/tokens": outcome.generation_tokens, "generation/seconds": outcome.seconds,
+                         **{f"generation/accepted/{c}": n for c, n in outcome.accepted_per_category.items()},
+                         **{f"generation/rejected/{r}": n for r, n in outcome.rejected_per_reason.items()},
+                         **{f"generation/gate_pass_rate/{g}": r for g, r in outcome.dataset.acceptance.items()}},
+                        iteration)
         return outcome
 
     def _run_strategy(self, name: str, targets: dict[str, int], iteration: int, max_tokens: int,

@@ -4,21 +4,17 @@ validator then scores it, next to the base model's score on the same validation 
 
 from __future__ import annotations
 
-import os
-
 from agent import progress
+from agent.pipeline.cards import HubArtifacts
 from agent.pipeline.evaluation import Evaluator
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import adapter_folder
+from agent.pipeline.training import adapter_iteration
 from agent.state import SubmissionInfo
 from tools.data import load_jsonl
 from tools.flock.ledger import SubmissionLedger
 from tools.flock.submit import publish_and_submit
 from tools.publish import repo_name
-
-#: The repository owner adapters of a local task are published under (its simulator's publisher).
-LOCAL_USER = "synthgen-local"
-
 
 #: Seconds a validation spends besides scoring (the simulator's validator loads the model, merges the adapter).
 VALIDATION_OVERHEAD_S = 10.0
@@ -43,13 +39,15 @@ class Submitter:
         started = self.evaluator.clock()
         adapter_dir = adapter_folder(paths.adapters_dir, adapter_id)
         task = env.client.get_task(env.task_id)
-        user = os.environ.get("HF_USERNAME", "") if config.publishes_to_hub else LOCAL_USER
-        repo_id = repo_name(user, task.id, config.base_model)
+        artifacts = HubArtifacts(self.run)
+        repo_id = repo_name(artifacts.owner(), task.id, config.base_model)
+        artifacts.write_publish_card(adapter_id, adapter_dir, repo_id, self.evaluator.evaluate(adapter_id, "dev"),
+                                     self.evaluator.evaluate(None, "dev"))
         ledger = SubmissionLedger.in_run_dir(paths.root)
         with progress.step(f"publish and submit {adapter_id}", None):
             receipt = publish_and_submit(env.client, ledger, env.publisher, task, adapter_dir, config.base_model,
-                                         repo_id)
-        validation_bpc = base_bpc = None
+                                         repo_id, real_validators=not env.local)
+        validation_bpc = base_bpc = accepted = None
         note = None
         validation_file = env.validation_file
         if env.local and validation_file is not None:
@@ -61,7 +59,7 @@ class Submitter:
 
             skipped = []
             if fits():
-                validation_bpc = self.simulator_score(receipt.hg_repo_id, receipt.revision)
+                validation_bpc, accepted = self.simulator_score(receipt.hg_repo_id, receipt.revision)
             else:
                 skipped.append("the simulator's validation")
             if fits():
@@ -71,17 +69,24 @@ class Submitter:
             if skipped:
                 note = f"left out to end within {max_seconds or 0:.0f} s: {' and '.join(skipped)} " \
                        f"(about {estimate or 0:.0f} s each)"
+        artifacts.record_submission(adapter_id, receipt.hg_repo_id, receipt.revision, validation_bpc, base_bpc)
+        scores = {"submission/validation_bpc": validation_bpc, "submission/base_validation_bpc": base_bpc}
+        self.run.tracker.log({"submission/count": 1, **{k: v for k, v in scores.items() if v is not None}},
+                             adapter_iteration(adapter_id))
         return SubmissionInfo(adapter_id=adapter_id, repo_id=receipt.hg_repo_id, revision=receipt.revision,
                               task_id=task.id, validation_bpc=validation_bpc, base_validation_bpc=base_bpc,
-                              note=note)
+                              accepted_by_flock_validators=accepted, note=note)
 
-    def simulator_score(self, repo_id: str, revision: str) -> float | None:
-        """Let the simulator's validator score pending submissions, then read this one's score."""
+    def simulator_score(self, repo_id: str, revision: str) -> tuple[float | None, bool | None]:
+        """Let the simulator's validator score pending submissions, then read this one's score, and whether
+        FLock's own validators would accept it."""
         assert self.env.simulator is not None
         with progress.step("FLock simulator validates the submission", None):
             self.env.simulator.validate_pending()
         for item in self.env.client.wallet_submissions(self.env.task_id):
             if item.hg_repo_id == repo_id and item.revision == revision:
                 score = item.submission_phase_score
-                return float(score) if score is not None else None
-        return None
+                accepted = (item.model_extra or {}).get("accepted_by_flock_validators")
+                return (float(score) if score is not None else None,
+                        accepted if isinstance(accepted, bool) else None)
+        return None, None

@@ -4,7 +4,9 @@ process reads the task, its splits and its fitted plugin back from them."""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +16,15 @@ from agent.pipeline.environment import PipelineError, TaskEnvironment
 from agent.pipeline.store import DatasetVersions, read_result, write_result
 from agent.state import DatasetInfo, TaskInfo
 from agent.toolbox import PreparedTask
-from tools.data import FlockRecord, SplitFractions, load_jsonl, stratified_split, write_jsonl
+from tools.data import (
+    DataIssue,
+    DataValidationError,
+    FlockRecord,
+    SplitFractions,
+    load_jsonl,
+    stratified_split,
+    write_jsonl,
+)
 from tools.flock.submit import check_base_model
 from tools.models import template_for
 from tools.tasks import TaskPlugin, detect_plugin, get_plugin
@@ -22,6 +32,28 @@ from tools.tasks import TaskPlugin, detect_plugin, get_plugin
 SplitName = Literal["train", "dev", "test"]
 SPLITS: tuple[SplitName, ...] = ("train", "dev", "test")
 TRAINING_SET = "training_set.jsonl"
+#: Skipped lines reported one by one (the rest as a count); all of them are counted in prepared.json.
+SKIPPED_LINES_SHOWN = 20
+
+logger = logging.getLogger(__name__)
+
+
+def _report_skipped(issues: Sequence[DataIssue], skipped: int) -> None:
+    """Say which training lines were left out (task.skip_bad_lines), so a skipped line is never silent."""
+    if not issues:
+        return
+    logger.warning("skipped %d bad line(s) of the training set (task.skip_bad_lines):", skipped)
+    for issue in issues[:SKIPPED_LINES_SHOWN]:
+        logger.warning("  skipped %s", issue)
+    if len(issues) > SKIPPED_LINES_SHOWN:
+        logger.warning("  ... and %d more problems", len(issues) - SKIPPED_LINES_SHOWN)
+
+
+def _bad_training_set(task_id: int | str, issue: DataIssue) -> str:
+    """A problem of the task's training set as the task's, not the run's copy's (a failed start removes it)."""
+    where = f"training set of task {task_id}" + (f", line {issue.line}" if issue.line else "")
+    what = f"{issue.field}: {issue.message}" if issue.field else issue.message
+    return f"{where}: {what} (--skip-bad-lines, or task.skip_bad_lines, leaves bad lines out and lists them)"
 
 
 def _line_count(path: Path | None) -> int:
@@ -56,10 +88,14 @@ class PreparedTaskFiles:
         if config.task.kind == "flock" and not task.in_submission_phase:
             raise PipelineError(f"task {task.id} is in status {task.status!r}, not submission_phase: "
                                 "FLock would refuse a submission")
-        check_base_model(task, config.base_model)
+        check_base_model(task, config.base_model, real_validators=config.task.kind == "flock")
         with progress.step("download training set", None):
             downloaded = env.client.download_training_set(env.task_id, self.folder / TRAINING_SET, task=task)
-        report = load_jsonl(downloaded.path, strict=False)
+        try:
+            report = load_jsonl(downloaded.path, strict=not config.task.skip_bad_lines)
+        except DataValidationError as exc:
+            raise PipelineError(_bad_training_set(task.id, exc.issues[0])) from None
+        _report_skipped(report.issues, report.skipped)
         plugin = detect_plugin(report.records)
         fractions = SplitFractions(train=1 - config.eval.dev_fraction - config.eval.test_fraction,
                                    dev=config.eval.dev_fraction, test=config.eval.test_fraction)

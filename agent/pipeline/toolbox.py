@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from agent.config import RunConfig
+from agent.pipeline.cards import HubArtifacts
 from agent.pipeline.environment import TaskEnvironment, open_environment
 from agent.pipeline.evaluation import Evaluator
 from agent.pipeline.generation import Generator
@@ -41,6 +42,7 @@ class PipelineToolbox:
     def close(self) -> None:
         self.run.models.close()
         self.generator.close()
+        self.run.tracker.close()
 
     @property
     def task(self) -> TaskInfo:
@@ -77,7 +79,10 @@ class PipelineToolbox:
         return self.submitter.submit(adapter_id, max_seconds)
 
     def compare_on_test(self, adapter_id: str | None, max_seconds: float | None = None) -> TestComparison:
-        return self.evaluator.compare_on_test(adapter_id, max_seconds)
+        """The test comparison of the finish stage; the run's Hub artifacts are completed with it."""
+        comparison = self.evaluator.compare_on_test(adapter_id, max_seconds)
+        HubArtifacts(self.run).finish(adapter_id, comparison, self.env)
+        return comparison
 
 
 @contextlib.contextmanager

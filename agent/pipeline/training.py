@@ -5,12 +5,15 @@ settings, and the trainer resumes from its checkpoints, so a re-run finishes the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agent import progress
+from agent.pipeline.cards import HubArtifacts
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import content_digest
 from agent.state import AdapterInfo, LearningSettings, TrainOverrides, override_values
+from tools import tracking
 from tools.data import FlockRecord
 from tools.datastore import DatasetVersion
 from tools.train import TrainConfig, TrainProgress, train_adapter
@@ -19,6 +22,13 @@ from tools.train import TrainConfig, TrainProgress, train_adapter
 LOSS_CURVE_POINTS = 200
 #: Overrides that set the data mix rather than the trainer's settings.
 MIX_FIELDS = ("synthetic_weight", "original_epochs")
+_ADAPTER_ID = re.compile(r"^a(\d+)-")
+
+
+def adapter_iteration(adapter_id: str) -> int:
+    """The round an adapter was trained in (its id is ``a<round>-<digest>``, see :meth:`Trainer.train`)."""
+    found = _ADAPTER_ID.match(adapter_id)
+    return int(found.group(1)) if found else 0
 
 
 def training_settings(configured: TrainConfig, overrides: TrainOverrides | None, *, seed: int,
@@ -97,10 +107,16 @@ class Trainer:
                 advance(step.step - steps_reported[0], total=step.total_steps)
                 steps_reported[0] = step.step
 
-            result = train_adapter(run.models.weights, rows, run.paths.adapters_dir / adapter_id, settings,
-                                   template=info.template, context_length=info.context_length,
-                                   progress=on_progress, resume=True, hub_id=run.config.base_model,
-                                   example_weights=weights if weight != 1.0 else None)
+            with tracking.current(run.tracker, prefix=f"{adapter_id}/"):  # the trainer's step curve
+                result = train_adapter(run.models.weights, rows, run.paths.adapters_dir / adapter_id, settings,
+                                       template=info.template, context_length=info.context_length,
+                                       progress=on_progress, resume=True, hub_id=run.config.base_model,
+                                       example_weights=weights if weight != 1.0 else None)
+        run.tracker.log({"train/real_tokens": result.real_tokens, "train/steps": result.steps,
+                         "train/tokens_per_s": result.tokens_per_s, "train/seconds": result.train_time_s,
+                         "train/final_loss": result.loss_curve[-1] if result.loss_curve else float("nan")},
+                        iteration)
+        HubArtifacts(run).record_training(adapter_id, dataset_version, result)
         curve = result.loss_curve
         if len(curve) > LOSS_CURVE_POINTS:
             stride = len(curve) / LOSS_CURVE_POINTS

@@ -373,7 +373,7 @@ class FedLedgerClient:
                     raise _RetryDownload(f"{shown}: truncated, got {size} of {declared} bytes")
                 out.flush()
                 os.fsync(out.fileno())
-            problem = jsonl_sanity_problem(tmp)
+            problem = jsonl_sanity_problem(tmp, complete=declared is not None)
             if problem:
                 raise _RetryDownload(f"{shown}: {problem}")
             os.replace(tmp, dest)
@@ -424,11 +424,16 @@ def _check_response(response: httpx.Response, shown: str, cap: int) -> int | Non
     return length
 
 
-def jsonl_sanity_problem(path: Path) -> str | None:
+def jsonl_sanity_problem(path: Path, *, complete: bool = False) -> str | None:
     """A cheap shape check of a downloaded JSONL file: its first and last lines are JSON objects.
 
-    Catches HTML error pages saved as data and bodies cut off mid-line; full validation is ``tools.data``'s job.
+    Catches error pages saved as data and bodies cut off mid-line; full validation is ``tools.data``'s job.
+    ``complete``: the body had the length the server declared, so it is the file as the server holds it, not a cut
+    or an error page: a broken line in it is the loader's to judge, naming the line (a retry would fetch the same
+    bytes again, and "cut off" would mislead).
     """
+    if complete:
+        return None
     size = path.stat().st_size
     if size == 0:
         return "the file is empty"

@@ -24,15 +24,19 @@ class BaseModelCheck(BaseModel):
     hub_id: str
     template: str
     params: int
+    accepted_by_flock_validators: bool
+    """In FLock's validators' ``SUPPORTED_BASE_MODELS``: only then do real validators score its adapters."""
 
 
-def check_base_model(task: FlockTask, hub_id: str) -> BaseModelCheck:
+def check_base_model(task: FlockTask, hub_id: str, *, real_validators: bool = False) -> BaseModelCheck:
     """Refuse a base model the task would score 999.0 or fail, before any training is spent on it.
 
     Checks that FLock has a template for it, that its parameter count is within ``data.max_params`` (the
-    validator's rule, FLOCK_API.md 9.2 step 6) and, when the task lists supported models, that it is one.
+    validator's rule, FLOCK_API.md 9.2 step 6), when the task lists supported models that it is one, and with
+    ``real_validators`` (a live task) that it is in FLock's validators' supported list (10.2): they mark any
+    other adapter failed. The simulator scores such a base all the same, and says it is not accepted.
     """
-    from tools.models import BASE_MODELS, param_count, template_for
+    from tools.models import BASE_MODELS, accepted_by_flock_validators, param_count, template_for
 
     try:
         template = template_for(hub_id)
@@ -51,18 +55,27 @@ def check_base_model(task: FlockTask, hub_id: str) -> BaseModelCheck:
     if supported and hub_id not in supported:
         raise BaseModelRejectedError(
             f"base model {hub_id!r} is not among task {task.id}'s supported base models: {', '.join(supported)}")
-    return BaseModelCheck(hub_id=hub_id, template=template, params=params)
+    accepted = accepted_by_flock_validators(hub_id)
+    if real_validators and not accepted:
+        examples = [h for h, info in BASE_MODELS.items() if info.flock_whitelisted and h.endswith("-Instruct")
+                    and (limit is None or info.params <= limit)][:3]
+        raise BaseModelRejectedError(
+            f"base model {hub_id!r} is not in FLock's validators' supported list, so real validators would mark "
+            f"every submission failed; use one that is (e.g. {', '.join(examples) or 'none within max_params'}), "
+            "or base_model 'auto' to pick one for this task and machine")
+    return BaseModelCheck(hub_id=hub_id, template=template, params=params, accepted_by_flock_validators=accepted)
 
 
 def publish_and_submit(client: FedLedgerClient, ledger: SubmissionLedger, publisher: Publisher, task: FlockTask,
                        adapter_dir: str | os.PathLike[str], hub_id: str, repo_id: str, *,
-                       gpu_type: str | None = None) -> SubmissionReceipt:
+                       gpu_type: str | None = None, real_validators: bool = False) -> SubmissionReceipt:
     """The submit step: check the base model, publish the adapter, submit it once (FLOCK_API.md section 7).
 
     ``base_model`` is submitted as FLock's template name for ``hub_id``; the adapter must name ``hub_id`` in its
-    ``adapter_config.json``, since that is what validators load.
+    ``adapter_config.json``, since that is what validators load. ``real_validators``: the task is scored by
+    FLock's validators (a live task), so a base model outside their supported list is refused.
     """
-    check = check_base_model(task, hub_id)
+    check = check_base_model(task, hub_id, real_validators=real_validators)
     named = read_adapter_config(adapter_dir, require_hub_id=False)["base_model_name_or_path"]
     if named != hub_id:
         raise PublishError(f"{Path(adapter_dir) / ADAPTER_CONFIG}: field base_model_name_or_path is {named!r}, "

@@ -36,6 +36,9 @@ class SimulatorServer:
     (offline scoring; the adapter still names the Hub id, as validators require). ``config`` defaults to the
     spec's rules except that the validator may take assignments back to back (``assignment_interval_s=0``), so
     local validation is immediate.
+
+    Keys: ``node_api_key`` (a staked training node), ``validator_api_key`` (for validators run outside, e.g. FLock's
+    own), and the built-in validator's own key, so the two never share a lookup rate limit.
     """
 
     def __init__(
@@ -68,8 +71,12 @@ class SimulatorServer:
         self.app = create_app(self.store, self.faults, self.admin_token)
         self.node_api_key, self.node_wallet = self.store.create_api_key(
             "node", label="default-node", api_key=self.store.default_api_key("default-node"))
+        #: For a validator outside this process (printed by ``flock-sim serve``); the built-in validator has a
+        #: wallet of its own, so its assignments never count against this key's lookup rate limit.
         self.validator_api_key, self.validator_wallet = self.store.create_api_key(
             "validator", label="default-validator", api_key=self.store.default_api_key("default-validator"))
+        self.builtin_validator_api_key, _ = self.store.create_api_key(
+            "validator", label="builtin-validator", api_key=self.store.default_api_key("builtin-validator"))
         self._scorer = scorer
         self.base_model_paths = dict(base_model_paths or {})
         self._host = host
@@ -147,7 +154,7 @@ class SimulatorServer:
     # ----- validation ----------------------------------------------------------------------------------------
     def validate_pending(self, task_ids: Sequence[int] | None = None) -> list[ValidationOutcome]:
         """Run the simulator's validator over HTTP until no submission waits (synchronous)."""
-        with self._validate_lock, FedLedgerClient(self.base_url, self.validator_api_key, timeout=60,
+        with self._validate_lock, FedLedgerClient(self.base_url, self.builtin_validator_api_key, timeout=60,
                                                   retry=RetryPolicy(max_attempts=3, initial_wait_s=0.2,
                                                                     jitter_s=0.2)) as client:
             validator = SimulatorValidator(client, self.publisher, scorer=self._scorer,

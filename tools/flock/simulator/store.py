@@ -35,6 +35,8 @@ from tools.flock.simulator.tasks import OBJECT_KINDS, TaskFolder
 from tools.sqlite import connect, transaction
 
 Role = Literal["node", "validator"]
+NOT_ACCEPTED_NOTE = ("scored by the simulator only: FLock's validators would mark this submission failed, since its "
+                     "adapter's base model is not in their SUPPORTED_BASE_MODELS")
 Clock = Callable[[], datetime]
 ROLE_NAMES = {"node": "a training node", "validator": "a validator"}
 
@@ -313,11 +315,16 @@ class SimulatorStore:
         return {"id": submission_id, "task_id": task_id, "data": data, "submitted_at": iso(now)}
 
     def _scores(self, db: sqlite3.Connection, submission_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """Per submission: the median completed loss (the score) and its validation state."""
+        """Per submission: the median completed loss (the score), its validation state, and whether FLock's own
+        validators would accept it (None until a validator that knows has said so)."""
         out: dict[int, dict[str, Any]] = {}
         for sid in submission_ids:
-            rows = db.execute("SELECT status, loss FROM assignments WHERE submission_id=?", (sid,)).fetchall()
+            rows = db.execute("SELECT status, loss, result_json FROM assignments WHERE submission_id=?",
+                              (sid,)).fetchall()
             losses = [r["loss"] for r in rows if r["status"] == "completed"]
+            verdicts = [json.loads(r["result_json"]).get("accepted_by_flock_validators")
+                        for r in rows if r["status"] == "completed" and r["result_json"]]
+            known = [v for v in verdicts if isinstance(v, bool)]
             closed = sum(1 for r in rows if r["status"] in ("completed", "failed"))
             if closed >= self.config.validations_per_submission:  # no longer offered to validators
                 state = "validated" if losses else "failed"
@@ -326,7 +333,7 @@ class SimulatorStore:
             else:
                 state = "pending"
             out[sid] = {"score": statistics.median(losses) if losses else None, "validation_status": state,
-                        "validations": len(losses)}
+                        "validations": len(losses), "accepted": all(known) if known else None}
         return out
 
     def _submission_item(self, row: sqlite3.Row, score: dict[str, Any]) -> dict[str, Any]:
@@ -337,6 +344,9 @@ class SimulatorStore:
             "gpu_type": row["gpu_type"], "submitted_at": row["submitted_at"],
             "submission_phase_score": score["score"], "final_validation_score": None,
             "validation_status": score["validation_status"],
+            # A simulator extension: False when the score exists only here (FLOCK_API.md 10.2).
+            "accepted_by_flock_validators": score["accepted"],
+            **({"note": NOT_ACCEPTED_NOTE} if score["accepted"] is False else {}),
         }
 
     def wallet_submissions(self, api_key: str | None, task_id: int, page: int, size: int) -> dict[str, Any]:
@@ -371,7 +381,8 @@ class SimulatorStore:
         items = [{"wallet": i["wallet"], "rank": n, "task_id": task_id,
                   "submission_phase_score": i["submission_phase_score"], "final_validation_score": None,
                   "hg_repo_id": i["hg_repo_id"], "revision": i["revision"], "submitted_at": i["submitted_at"],
-                  "finalized_at": None} for n, i in enumerate(ranked, start=1)]
+                  "finalized_at": None, "accepted_by_flock_validators": i["accepted_by_flock_validators"]}
+                 for n, i in enumerate(ranked, start=1)]
         return _paginate(items, page, size)
 
     # ----- validators ----------------------------------------------------------------------------------------

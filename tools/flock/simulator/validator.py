@@ -5,6 +5,10 @@ publisher (``hg_repo_id`` + ``revision``), checks ``base_model_name_or_path`` ag
 models, scores it with the FLock-exact BPC (:func:`tools.evaluate.score_adapter_for_validation`, which applies
 the max_params and NaN rules with their 999.0 penalty) and posts the BPC as ``loss``, or ``{"status": "failed"}`` in the
 cases where LV marks an assignment failed (not LoRA, unsupported base, unknown template, load errors).
+
+One difference, said aloud: an adapter whose base model is outside FLock's validators' ``SUPPORTED_BASE_MODELS``
+(the offline demo's SmolLM2, for one) is scored all the same, so local runs can be compared; the result carries
+``accepted_by_flock_validators: false``, and the simulator's answers say real validators would mark it failed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from tools.flock.errors import (
     FlockNoAssignmentError,
 )
 from tools.flock.schemas import FlockTask, ValidationAssignment
+from tools.models import accepted_by_flock_validators
 from tools.publish import ADAPTER_CONFIG, Publisher, PublishError
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,8 @@ class ValidationOutcome(BaseModel):
     status: Literal["completed", "failed"]
     loss: float | None = None
     reason: str | None = None
+    accepted_by_flock_validators: bool | None = None
+    """False: scored here, but FLock's validators would mark it failed (base model outside their list)."""
 
 
 class _Rejected(Exception):
@@ -101,18 +108,25 @@ class SimulatorValidator:
     def validate(self, assignment: ValidationAssignment) -> ValidationOutcome:
         submission = assignment.task_submission
         work = Path(tempfile.mkdtemp(prefix=f"assignment-{assignment.id}-", dir=self.workdir))
+        accepted: bool | None = None
         try:
-            loss = self._score(assignment, work)
+            loss, base = self._score(assignment, work)
             status: Literal["completed", "failed"] = "completed"
             reason = None
+            accepted = accepted_by_flock_validators(base)
         except _Rejected as exc:
             status, loss, reason = "failed", None, str(exc)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        data: dict[str, Any] | None
         if status == "completed":
             logger.info("assignment %s: %s@%s scored %.6f", assignment.id, submission.data.hg_repo_id,
                         submission.data.revision, loss)
-            data = {"loss": loss, "gpu_type": self.gpu_type}
+            if not accepted:
+                logger.warning("assignment %s: %s@%s scored, but FLock's validators would mark it failed: its base "
+                               "model %s is not in their supported list", assignment.id, submission.data.hg_repo_id,
+                               submission.data.revision, base)
+            data = {"loss": loss, "gpu_type": self.gpu_type, "accepted_by_flock_validators": accepted}
         else:
             logger.warning("assignment %s: %s@%s failed: %s", assignment.id, submission.data.hg_repo_id,
                            submission.data.revision, reason)
@@ -128,14 +142,16 @@ class SimulatorValidator:
         return ValidationOutcome(assignment_id=assignment.id, submission_id=submission.id,
                                  task_id=submission.task_id, hg_repo_id=submission.data.hg_repo_id,
                                  revision=submission.data.revision, status=status,
-                                 loss=loss if status == "completed" else None, reason=reason)
+                                 loss=loss if status == "completed" else None, reason=reason,
+                                 accepted_by_flock_validators=accepted)
 
     def _task(self, task_id: int) -> FlockTask:
         if task_id not in self._tasks:
             self._tasks[task_id] = self.client.get_task(task_id)
         return self._tasks[task_id]
 
-    def _score(self, assignment: ValidationAssignment, work: Path) -> float:
+    def _score(self, assignment: ValidationAssignment, work: Path) -> tuple[float, str]:
+        """The submission's BPC and the base model its adapter names."""
         submission = assignment.task_submission
         try:
             eval_file = self.client.download_validation_set(assignment, work / "validation_set.jsonl")
@@ -164,4 +180,4 @@ class SimulatorValidator:
             # LV marks the assignment failed on these (unknown template, unloadable repo, out of memory).
             raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
         # Since May 2025 validators post BPC as "loss" (999.0 when a penalty applies).
-        return float(score.bpc)
+        return float(score.bpc), base
