@@ -95,7 +95,7 @@ def test_every_stage_fits_the_wall_clock_budget_on_a_fake_clock(tmp_path: Path, 
     def run(run_id: str) -> tuple[dict, list[str]]:
         clock = TickClock()
         config = tiny_config(tmp_path / run_id, task_dir, tiny_model_dir, overrides={
-            "budget": {"max_iterations": 6, "max_synthetic_examples": 40, "max_wall_seconds": 100},
+            "budget": {"max_iterations": 6, "max_synthetic_examples": 40, "max_wall_seconds": 140},
             "eval": {"task_metric": True, "max_new_tokens": 8}})
         runner = Runner(RunStore(config.runs_dir), clock=clock,
                         toolbox_factory=functools.partial(open_pipeline, clock=clock))
@@ -104,7 +104,7 @@ def test_every_stage_fits_the_wall_clock_budget_on_a_fake_clock(tmp_path: Path, 
 
     state, actions = run("timed")
     assert state["status"] == "finished"
-    assert state["usage"]["wall_seconds"] <= 100
+    assert state["usage"]["wall_seconds"] <= 140
     assert state["usage"]["iterations"] < 6  # the clock, not the iteration budget, ended the loop
     assert "submit" in actions
     submission = state["submissions"][0]
@@ -115,7 +115,7 @@ def test_every_stage_fits_the_wall_clock_budget_on_a_fake_clock(tmp_path: Path, 
     evaluation = (state["baseline"]["seconds"] + sum(e["seconds"] for e in state["evaluations"])
                   + test["base"]["seconds"] + test["base"]["task_metric_seconds"]
                   + test["adapter"]["seconds"] + test["adapter"]["task_metric_seconds"])
-    assert evaluation <= 0.1 * 100 + 2  # the share, give or take the clock reading that ends the last chunk
+    assert evaluation <= 0.1 * 140 + 2  # the share, give or take the clock reading that ends the last chunk
     again, again_actions = run("timed-again")
     assert again_actions == actions
     assert again["usage"]["wall_seconds"] == state["usage"]["wall_seconds"]
