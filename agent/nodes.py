@@ -324,11 +324,12 @@ def submit(step: Step) -> Update:
     candidate = view.submission_candidate
     if not candidate:  # the guardrail never routes here without one; a corrupt state should not submit anything
         return {"pending": None, "error": "submit without a best adapter"}
-    receipt = ctx.tools.submit(candidate, timing.submission_time_limit(view))
+    refit_of = view.best_adapter if candidate != view.best_adapter else None
+    receipt = ctx.tools.submit(candidate, timing.submission_time_limit(view), refit_of)
     usage = step.usage()
     usage.submissions += 1
     ctx.trace.emit("metrics", node="submit", iteration=step.iteration, scope="submission",
-                   adapter_id=candidate, refit_of=view.best_adapter if candidate != view.best_adapter else None,
+                   adapter_id=candidate, refit_of=refit_of,
                    repo_id=receipt.repo_id, revision=receipt.revision, validation_bpc=receipt.validation_bpc,
                    base_validation_bpc=receipt.base_validation_bpc, note=receipt.note,
                    accepted_by_flock_validators=receipt.accepted_by_flock_validators)

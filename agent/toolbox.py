@@ -78,9 +78,11 @@ class Toolbox(Protocol):
         dataset version's synthetic rows, on ``max_train_tokens`` (the recipe's tokens scaled to the data)."""
         ...
 
-    def submit(self, adapter_id: str, max_seconds: float | None = None) -> SubmissionInfo:
+    def submit(self, adapter_id: str, max_seconds: float | None = None,
+               refit_of: str | None = None) -> SubmissionInfo:
         """Publish an adapter and submit it to FLock (at most once per revision); a local task's simulator scores
-        it when that fits in ``max_seconds``."""
+        it when that fits in ``max_seconds``. A refit (``refit_of`` its recipe's adapter) learned from dev: its
+        card shows the recipe's dev scores."""
         ...
 
     def compare_on_test(self, adapter_id: str | None, max_seconds: float | None = None) -> TestComparison:
@@ -172,10 +174,12 @@ class RecordedToolbox:
                           lambda: self._live().refit(refit_of, dataset_version, overrides, max_train_tokens,
                                                      max_seconds))
 
-    def submit(self, adapter_id: str, max_seconds: float | None = None) -> SubmissionInfo:
+    def submit(self, adapter_id: str, max_seconds: float | None = None,
+               refit_of: str | None = None) -> SubmissionInfo:
         self._limit("submit_time_limit", max_seconds)
-        return self._call("submit", SubmissionInfo, {"adapter_id": adapter_id},
-                          lambda: self._live().submit(adapter_id, max_seconds))
+        inputs = {"adapter_id": adapter_id, **({"refit_of": refit_of} if refit_of else {})}
+        return self._call("submit", SubmissionInfo, inputs,
+                          lambda: self._live().submit(adapter_id, max_seconds, refit_of))
 
     def compare_on_test(self, adapter_id: str | None, max_seconds: float | None = None) -> TestComparison:
         self._limit("test_time_limit", max_seconds)

@@ -59,7 +59,15 @@ def test_rounds_are_measured_with_and_without_their_rows_and_the_refit_is_submit
     assert refit["examples"] == sizes["train"] + sizes["dev"] + sizes["test"] + 8  # every original row + synthetic
     assert state["submissions"][0]["adapter_id"] == refit["adapter_id"]  # the refit is what goes to FLock
     assert state["test_report"]["adapter"]["adapter_id"] == best  # test is in the refit's data: its recipe is shown
-    events = read_trace(runner.store.paths("measured").trace)
+    # The refit learned from dev: its card shows its recipe's dev score, and counts every original row it saw.
+    paths = runner.store.paths("measured")
+    card = json.loads((paths.adapters_dir / f"{refit['adapter_id']}.card.json").read_text())
+    [dev_score] = [s for s in card["scores"] if s["split"] == "dev"]
+    assert best in dev_score["source"]
+    assert dev_score["value"] == next(e["bpc"] for e in state["evaluations"] if e["adapter_id"] == best)
+    assert sum(card["training"]["original_per_category"].values()) == sizes["train"] + sizes["dev"] + sizes["test"]
+    assert not (paths.evals_dir / f"{refit['adapter_id']}-dev.json").exists()  # never scored on dev
+    events = read_trace(paths.trace)
     scopes = [e.data.get("scope") for e in events if e.type == "metrics"]
     assert "data_value" in scopes and "refit" in scopes and "data_memory" in scopes
     generate = next(e for e in events if e.type == "decision" and e.data["action"] == "generate")

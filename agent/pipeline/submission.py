@@ -31,18 +31,21 @@ class Submitter:
         pace = self.evaluator.pace()
         return None if pace is None else examples * pace + VALIDATION_OVERHEAD_S
 
-    def submit(self, adapter_id: str, max_seconds: float | None = None) -> SubmissionInfo:
+    def submit(self, adapter_id: str, max_seconds: float | None = None,
+               refit_of: str | None = None) -> SubmissionInfo:
         """Publish and submit; for a local task the simulator scores the submission and the base model scores the
         same file, each only when its estimate fits in what is left of ``max_seconds`` (the note says what was
-        left out)."""
+        left out). The card's dev scores are the adapter's, or for a refit its recipe's (``refit_of``): a refit
+        learned from dev, and is not scored on it."""
         config, paths, env = self.run.config, self.run.paths, self.env
         started = self.evaluator.clock()
         adapter_dir = adapter_folder(paths.adapters_dir, adapter_id)
         task = env.client.get_task(env.task_id)
         artifacts = HubArtifacts(self.run)
         repo_id = repo_name(artifacts.owner(), task.id, config.base_model)
-        artifacts.write_publish_card(adapter_id, adapter_dir, repo_id, self.evaluator.evaluate(adapter_id, "dev"),
-                                     self.evaluator.evaluate(None, "dev"))
+        artifacts.write_publish_card(adapter_id, adapter_dir, repo_id,
+                                     self.evaluator.evaluate(refit_of or adapter_id, "dev"),
+                                     self.evaluator.evaluate(None, "dev"), refit_of)
         ledger = SubmissionLedger.in_run_dir(paths.root)
         with progress.step(f"publish and submit {adapter_id}", None):
             receipt = publish_and_submit(env.client, ledger, env.publisher, task, adapter_dir, config.base_model,

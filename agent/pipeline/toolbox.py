@@ -75,8 +75,9 @@ class PipelineToolbox:
               max_seconds: float | None = None) -> AdapterInfo:
         return self.trainer.refit(refit_of, dataset_version, overrides, max_train_tokens, max_seconds)
 
-    def submit(self, adapter_id: str, max_seconds: float | None = None) -> SubmissionInfo:
-        return self.submitter.submit(adapter_id, max_seconds)
+    def submit(self, adapter_id: str, max_seconds: float | None = None,
+               refit_of: str | None = None) -> SubmissionInfo:
+        return self.submitter.submit(adapter_id, max_seconds, refit_of)
 
     def compare_on_test(self, adapter_id: str | None, max_seconds: float | None = None) -> TestComparison:
         """The test comparison of the finish stage; the run's Hub artifacts are completed with it."""

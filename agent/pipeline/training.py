@@ -12,7 +12,7 @@ from agent import progress
 from agent.pipeline.cards import HubArtifacts
 from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import content_digest
-from agent.state import AdapterInfo, LearningSettings, TrainOverrides, override_values
+from agent.state import PLANNER_MIX_FIELDS, AdapterInfo, LearningSettings, TrainOverrides, override_values
 from tools import tracking
 from tools.data import FlockRecord
 from tools.datastore import DatasetVersion
@@ -20,8 +20,6 @@ from tools.train import TrainConfig, TrainProgress, train_adapter
 
 #: Loss points an AdapterInfo keeps (the trainer logs one per step).
 LOSS_CURVE_POINTS = 200
-#: Overrides that set the data mix rather than the trainer's settings.
-MIX_FIELDS = ("synthetic_weight", "original_epochs")
 _ADAPTER_ID = re.compile(r"^a(\d+)-")
 
 
@@ -31,11 +29,16 @@ def adapter_iteration(adapter_id: str) -> int:
     return int(found.group(1)) if found else 0
 
 
+def trainer_overrides(overrides: TrainOverrides | None) -> dict[str, Any]:
+    """The overrides that change the trainer's settings (the rest set the data mix)."""
+    return {k: v for k, v in override_values(overrides).items() if k not in PLANNER_MIX_FIELDS}
+
+
 def training_settings(configured: TrainConfig, overrides: TrainOverrides | None, *, seed: int,
                       max_train_tokens: int, max_seconds: float | None) -> TrainConfig:
     """The settings of one training: the configured ones, changed by the planner's overrides (a new rank brings
     alpha = 2 x rank with it), with the run's seed and what is left of the budget."""
-    changes = {k: v for k, v in override_values(overrides).items() if k not in MIX_FIELDS}
+    changes = trainer_overrides(overrides)
     if "lora_r" in changes:
         changes["lora_alpha"] = 2 * changes["lora_r"]
     return configured.model_copy(update={**changes, "seed": seed, "max_train_tokens": max(1, max_train_tokens),
@@ -116,7 +119,7 @@ class Trainer:
                          "train/tokens_per_s": result.tokens_per_s, "train/seconds": result.train_time_s,
                          "train/final_loss": result.loss_curve[-1] if result.loss_curve else float("nan")},
                         iteration)
-        HubArtifacts(run).record_training(adapter_id, dataset_version, result)
+        HubArtifacts(run).record_training(adapter_id, dataset_version, result, originals)
         curve = result.loss_curve
         if len(curve) > LOSS_CURVE_POINTS:
             stride = len(curve) / LOSS_CURVE_POINTS
@@ -126,5 +129,5 @@ class Trainer:
                            final_loss=result.loss_curve[-1] if result.loss_curve else None,
                            loss_curve=[round(x, 5) for x in curve],
                            seconds=round(run.clock() - started, 2),
-                           overrides={k: v for k, v in override_values(overrides).items() if k not in MIX_FIELDS},
+                           overrides=trainer_overrides(overrides),
                            synthetic_weight=weight, original_epochs=original_epochs, examples=len(rows))
