@@ -323,7 +323,8 @@ def test_a_live_tasks_bad_last_line_is_named_once_not_retried_as_a_cut(run_with:
     good = (good_task / "training_set.jsonl").read_bytes()
     task = json.loads((good_task / "task.json").read_text())
     with FakeFlock(task, serve_whole(good + b'{"conversations": [')) as server:
-        result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": server.url + "/api/v1"}},
+        result = run_with({"task": {"kind": "flock", "task_id": 1, "api_base_url": server.url + "/api/v1"},
+                           "base_model": "Qwen/Qwen2.5-0.5B-Instruct"},
                           env={"FLOCK_API_KEY": "node-key-for-the-fake-api", "HF_TOKEN": "hf-x", "HF_USERNAME": "x"})
         downloads = [path for path in server.requests if path.startswith("/storage/")]
     line = one_clear_error(result, f"training set of task 1, line {len(good.splitlines()) + 1}: bad JSON",

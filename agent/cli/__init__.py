@@ -60,8 +60,10 @@ def _root(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    if verbose:
-        hf_logging.set_verbosity_info()
+    # transformers' records go through our handler (its own would hold the stderr of its first use) at our levels.
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
+    hf_logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
     import warnings
 
     # Noise with nothing to act on: peft looks the base model up on the Hub when saving (offline runs name the

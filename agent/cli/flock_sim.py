@@ -19,8 +19,8 @@ app = typer.Typer(name="flock-sim", help="A local FLock FedLedger simulator with
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 PublisherRoot = Annotated[Path | None, typer.Option(
-    help="Local adapter store the validator reads (default: 'publisher' next to --state)")]
-State = Annotated[Path | None, typer.Option(help="SQLite state file, kept across restarts (default: a temporary one)")]
+    metavar="DIR", help="Local adapter store the validator reads (default: 'publisher' next to --state)")]
+State = Annotated[Path | None, typer.Option(metavar="FILE", help="SQLite state file, kept across restarts (default: a temporary one)")]
 
 
 @app.callback()
@@ -111,13 +111,13 @@ def serve(
 
 @app.command()
 def publish(
-    adapter_dir: Annotated[Path, typer.Argument(help="LoRA adapter folder (adapter_config.json + "
-                                                     "adapter_model.safetensors)")],
-    repo_id: Annotated[str, typer.Option(help="Repo id to publish under, owner/name (what a submission names as "
-                                              "hg_repo_id)")],
+    adapter_dir: Annotated[Path, typer.Argument(metavar="ADAPTER_DIR", help="LoRA adapter folder "
+                                                     "(adapter_config.json + adapter_model.safetensors)")],
+    repo_id: Annotated[str, typer.Option(metavar="OWNER/NAME", help="Repo id to publish under (what a submission "
+                                                                    "names as hg_repo_id)")],
     state: State = None,
     publisher_root: PublisherRoot = None,
-    task_id: Annotated[int, typer.Option(help="Task id for the printed submission body")] = 1,
+    task_id: Annotated[int, typer.Option(metavar="N", help="Task id for the printed submission body")] = 1,
 ) -> None:
     """Put an adapter into the simulator's local store (as a new revision) and print what to submit.
 
