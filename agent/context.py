@@ -37,6 +37,8 @@ class RunContext:
     #: The task as the run index names it (demo, demo-fc, dir:PATH, flock:ID).
     task: str = ""
     learning: LearningSettings = field(default_factory=LearningSettings)
+    #: Whether the test comparison decodes for the task metric (``eval.task_metric``).
+    task_metric: bool = True
     #: The clock node durations are measured with (tests pass a fake one).
     clock: Callable[[], float] = time.time
     #: When the process started working on the run (clock reading): the bootstrap counts the setup before it.

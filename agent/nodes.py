@@ -62,7 +62,7 @@ class Step:
 
     @cached_property
     def view(self) -> PlanView:
-        return PlanView.from_state(self.state, self.ctx.budget, self.ctx.learning)
+        return PlanView.from_state(self.state, self.ctx.budget, self.ctx.learning, self.ctx.task_metric)
 
     @property
     def decision(self) -> Decision:

@@ -129,7 +129,8 @@ class Runner:
                              planner_kind=config.planner.kind, planner=self.planner_factory(config),
                              lessons=make_store(config.runs_dir / "lessons.sqlite"),
                              task=task_label(config.task.model_dump(mode="json")),
-                             learning=config.learning, clock=self.clock, started=started)
+                             learning=config.learning, task_metric=config.eval.task_metric, clock=self.clock,
+                             started=started)
 
     def _drive(self, run: OpenRun, graph_input: dict[str, Any] | None, truncate_to: int | None = None) -> RunOutcome:
         paths = run.paths

@@ -40,9 +40,13 @@ class PlanView:
     data_values: list[DataValue]
     memory: list[ArmStats]
     refit: AdapterInfo | None
+    #: Whether the test comparison decodes for the task metric (``eval.task_metric``); when not, no time is kept
+    #: for it.
+    decodes_task_metric: bool = True
 
     @classmethod
-    def from_state(cls, state: AgentState, budget: RunBudget, learning: LearningSettings | None = None) -> PlanView:
+    def from_state(cls, state: AgentState, budget: RunBudget, learning: LearningSettings | None = None,
+                   decodes_task_metric: bool = True) -> PlanView:
         """Wall time is the run's active time (recorded node durations), so downtime between a crash and
         its resume does not count and a replay sees the same figures."""
         usage = BudgetUsage.model_validate(state.get("usage") or {})
@@ -65,6 +69,7 @@ class PlanView:
             data_values=[DataValue.model_validate(v) for v in state.get("data_values", [])],
             memory=[ArmStats.model_validate(a) for a in state.get("memory", [])],
             refit=AdapterInfo.model_validate(refit) if refit else None,
+            decodes_task_metric=decodes_task_metric,
         )
 
     # ----- derived facts ---------------------------------------------------------------------------------------
