@@ -8,7 +8,6 @@ verdicts) and, for local tasks, the simulator's adapter store under ``flock-sim/
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from agent.config import RunConfig
 from agent.pipeline.environment import local_adapter_store
-from agent.state import BudgetUsage, DecisionRecord, EvalSummary, SubmissionInfo
+from agent.state import BudgetUsage, DecisionRecord, EvalSummary, SubmissionInfo, placeholder_rationale
 from agent.trace import TraceEvent
 from memory.runs import RunPaths
 from tools.data import FlockRecord
@@ -31,8 +30,6 @@ STAGE_BUDGET = {"generate": ("synthetic_examples", "generation_tokens"), "train"
 BUDGET_LIMITS = {"iterations": "max_iterations", "synthetic_examples": "max_synthetic_examples",
                  "generation_tokens": "max_generation_tokens", "train_tokens": "max_train_tokens",
                  "wall_seconds": "max_wall_seconds", "submissions": "max_submissions"}
-#: A rationale that says nothing (a planner copying the answer shape's placeholder, or nothing at all).
-PLACEHOLDER_WORDS = {"", "n a", "na", "none", "null", "todo", "tbd", "rationale", "reason", "why", "because"}
 #: Samples of synthetic rows shown per category: accepted rows, and rejected ones (one per reason first).
 ACCEPTED_SAMPLES, REJECTED_SAMPLES = 2, 3
 #: Longer texts in samples keep their start and end (a text-to-SQL prompt starts with the schema and ends with
@@ -40,11 +37,6 @@ ACCEPTED_SAMPLES, REJECTED_SAMPLES = 2, 3
 TEXT_HEAD, TEXT_TAIL = 160, 260
 
 HUB_URL = "https://huggingface.co"
-
-
-def placeholder_rationale(text: str) -> bool:
-    """True for an empty rationale or a placeholder such as "...", "…", "<rationale>" or "TODO"."""
-    return re.sub(r"[\W_]+", " ", text).strip().lower() in PLACEHOLDER_WORDS
 
 
 def shorten(text: str) -> str:

@@ -9,7 +9,9 @@ their reducer: a node returns only the items it adds.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict
 
 from agent.trace import TraceEvent
+from prompts import load_prompt
 from tools.train import TrainConfig
 
 Action = Literal["generate", "train", "evaluate", "refit", "submit", "stop"]
@@ -106,16 +109,28 @@ class Decision(BaseModel):
     rationale: str = Field(default="", max_length=600, description="one or two sentences: why this action now")
 
 
-#: What a rationale reads when a planner filled the answer's shape instead of giving a reason (compared after
-#: trimming quotes, brackets and case).
+#: What a rationale reads when a planner filled the answer's shape instead of giving a reason (compared as words,
+#: case and punctuation aside).
 PLACEHOLDER_RATIONALES = frozenset({"string", "str", "text", "reason", "rationale", "your rationale", "your reason",
-                                    "explanation", "why", "todo", "tbd", "n/a", "na", "none", "null", "placeholder"})
+                                    "explanation", "why", "because", "todo", "tbd", "n a", "na", "none", "null",
+                                    "placeholder"})
+
+
+def _words(text: str) -> str:
+    return re.sub(r"[\W_]+", " ", text).strip().lower()
+
+
+@cache
+def _answer_shape_words() -> str:
+    """The planner prompt's own words, which a small planner copies into its rationale instead of a reason."""
+    return _words(load_prompt("plan").body)
 
 
 def placeholder_rationale(text: str) -> bool:
-    """Whether a rationale says nothing: empty, only punctuation ("...", "…"), or a placeholder word."""
-    core = text.strip().strip("\"'`<>[]{}()*_ ").lower()
-    return not any(ch.isalnum() for ch in core) or core in PLACEHOLDER_RATIONALES
+    """Whether a rationale says nothing: empty, only punctuation ("...", "…"), a placeholder word, or a piece of
+    the planner prompt's own wording ("which numbers above decide it")."""
+    core = _words(text)
+    return not core or core in PLACEHOLDER_RATIONALES or (len(core.split()) >= 6 and core in _answer_shape_words())
 
 
 class DecisionRecord(BaseModel):

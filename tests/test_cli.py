@@ -221,8 +221,11 @@ def test_replay_prints_the_decision_source_as_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("rationale", "placeholder"), [
-    ("...", True), ("", True), ("…", True), ('"..."', True), ("<rationale>", True), ("string", True),
-    ("join is the weakest category (+30% BPC)", False), ("2 rows", False)])
+    ("...", True), ("", True), ("  ", True), ("…", True), ('"..."', True), ("<rationale>", True), ("string", True),
+    ("TODO", True), ("n/a", True),
+    # SmolLM2 as planner wrote this: the prompt's own instruction, not a reason
+    ("This action now and which numbers above decide it.", True),
+    ("join is the weakest category (+30% BPC)", False), ("2 rows", False), ("stop: no budget left", False)])
 def test_a_placeholder_rationale_is_marked_on_the_decision_event(rationale: str, placeholder: bool) -> None:
     record = DecisionRecord(iteration=0, decision=Decision(action="stop", rationale=rationale), source="llm",
                             guardrail="ok")

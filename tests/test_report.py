@@ -19,7 +19,7 @@ import pytest
 
 from agent.config import RunConfig
 from agent.report import write_report
-from agent.report_data import adapter_place, decision_timeline, placeholder_rationale
+from agent.report_data import adapter_place, decision_timeline
 from agent.runner import RunOutcome
 from agent.trace import TraceEvent, read_trace
 
@@ -190,13 +190,6 @@ def test_the_report_shows_what_a_person_asks_of_a_run(reported_run: tuple[RunOut
 
 
 # ----- pieces ------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("rationale", "placeholder"), [
-    ("...", True), ("…", True), ("", True), ("  ", True), ("<rationale>", True), ("TODO", True), ("n/a", True),
-    ("join is the weakest category", False), ("stop: no budget left", False)])
-def test_placeholder_rationales_are_recognised(rationale: str, placeholder: bool) -> None:
-    assert placeholder_rationale(rationale) is placeholder
-
-
 def _decision(seq: int, rationale: str, **flags: Any) -> TraceEvent:
     return TraceEvent(seq=seq, ts=100.0 + seq, run_id="r", type="decision", node="plan", data={
         "action": "stop", "targets": {}, "rationale": rationale, "source": "llm", "guardrail": "ok", **flags})

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -60,6 +61,7 @@ def _root(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # read when datasets is first imported
     # transformers' records go through our handler (its own would hold the stderr of its first use) at our levels.
     hf_logging.disable_default_handler()
     hf_logging.enable_propagation()

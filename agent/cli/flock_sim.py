@@ -20,8 +20,8 @@ app = typer.Typer(name="flock-sim", help="A local FLock FedLedger simulator with
 
 PublisherRoot = Annotated[Path | None, typer.Option(
     metavar="DIR", help="Local adapter store the validator reads (default: 'publisher' next to --state)")]
-State = Annotated[Path | None, typer.Option(
-    metavar="FILE", help="SQLite state file, kept across restarts (default: a temporary one)")]
+State = Annotated[Path | None, typer.Option(metavar="FILE", help="SQLite state file, kept across restarts (default: "
+                                                                 "a temporary one)")]
 
 
 @app.callback()
