@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.state import RunBudget
+from agent.state import LearningSettings, RunBudget
 from tools.tracking import TrackingConfig
 from tools.train import TrainConfig
 
@@ -91,7 +91,9 @@ RUN_SET_TRAIN_FIELDS = {"seed": "seed", "max_train_tokens": "budget.max_train_to
 
 class EvalSettings(_Section):
     task_metric: bool = Field(default=True, description="also compute the generation-based task metric "
-                                                       "(e.g. SQL execution accuracy) on dev and test")
+                                                       "(e.g. SQL execution accuracy) of the base model and the "
+                                                       "final adapter on test, within learning.max_eval_share; "
+                                                       "dev is scored by BPC only")
     max_new_tokens: int = Field(default=128, ge=8, description="decoding length for task-metric predictions")
     dev_fraction: float = Field(default=0.12, gt=0, lt=0.5, description="share of the training file held as dev")
     test_fraction: float = Field(default=0.12, gt=0, lt=0.5, description="share held as test (reported only)")
@@ -124,6 +126,7 @@ class RunConfig(_Section):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     budget: RunBudget = Field(default_factory=RunBudget)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(**AGENT_TRAIN_DEFAULTS))
     eval: EvalSettings = Field(default_factory=EvalSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)

@@ -8,14 +8,16 @@ context from the run's saved configuration. LangGraph Studio starts runs with pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from langgraph.store.base import BaseStore
 
 from agent.cassette import Cassette
 from agent.planner import Planner
-from agent.state import RunBudget
+from agent.state import LearningSettings, RunBudget
 from agent.toolbox import RecordedToolbox
 from agent.trace import TraceWriter
 
@@ -34,6 +36,13 @@ class RunContext:
     lessons: BaseStore | None = None
     #: The task as the run index names it (demo, demo-fc, dir:PATH, flock:ID).
     task: str = ""
+    learning: LearningSettings = field(default_factory=LearningSettings)
+    #: Whether the test comparison decodes for the task metric (``eval.task_metric``).
+    task_metric: bool = True
+    #: The clock node durations are measured with (tests pass a fake one).
+    clock: Callable[[], float] = time.time
+    #: When the process started working on the run (clock reading): the bootstrap counts the setup before it.
+    started: float | None = None
 
     @property
     def replaying(self) -> bool:

@@ -4,6 +4,7 @@ plan, is routed by :func:`route_decision` below.
     START -> bootstrap -> plan -+-> generate -> plan
                                 +-> train -> evaluate -> plan
                                 +-> evaluate -> plan
+                                +-> refit -> plan   (the final refit of the best recipe, when configured)
                                 +-> submit -> plan
                                 +-> finish -> END   (the decision was stop)
 """
@@ -21,8 +22,8 @@ from agent import nodes
 from agent.context import RunContext
 from agent.state import AgentInput, AgentState, DecisionRecord
 
-PlanRoute = Literal["generate", "train", "evaluate", "submit", "finish"]
-PLAN_ROUTES: tuple[PlanRoute, ...] = ("generate", "train", "evaluate", "submit", "finish")
+PlanRoute = Literal["generate", "train", "evaluate", "refit", "submit", "finish"]
+PLAN_ROUTES: tuple[PlanRoute, ...] = ("generate", "train", "evaluate", "refit", "submit", "finish")
 
 
 def route_decision(state: AgentState) -> PlanRoute:
@@ -33,8 +34,8 @@ def route_decision(state: AgentState) -> PlanRoute:
 
 #: The graph's nodes by name (agent/nodes.py).
 NODES: dict[str, nodes.GraphNode] = {"bootstrap": nodes.bootstrap, "plan": nodes.plan, "generate": nodes.generate,
-                                     "train": nodes.train, "evaluate": nodes.evaluate, "submit": nodes.submit,
-                                     "finish": nodes.finish}
+                                     "train": nodes.train, "evaluate": nodes.evaluate, "refit": nodes.refit,
+                                     "submit": nodes.submit, "finish": nodes.finish}
 #: Wraps a node before it is added (LangGraph Studio's graph builds the run context in it: agent/studio.py).
 NodeBinder = Callable[[str, nodes.GraphNode], Any]
 
@@ -50,6 +51,7 @@ def build_graph(context_schema: type[Any] = RunContext,
     builder.add_edge("generate", "plan")
     builder.add_edge("train", "evaluate")
     builder.add_edge("evaluate", "plan")
+    builder.add_edge("refit", "plan")
     builder.add_edge("submit", "plan")
     builder.add_edge("finish", END)
     return builder
@@ -60,5 +62,6 @@ def compile_graph(checkpointer: BaseCheckpointSaver | None = None, store: BaseSt
 
 
 def recursion_limit(max_iterations: int) -> int:
-    """Loop guard: bootstrap + finish + per round (plan, generate, plan, train, evaluate) + submit and slack."""
-    return 12 + 6 * (max_iterations + 2)
+    """Loop guard: bootstrap + finish + per round (plan, generate, plan, train, evaluate) + training on the
+    originals, refit, submit and slack."""
+    return 16 + 6 * (max_iterations + 2)

@@ -23,13 +23,25 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
 from agent.config import RunConfig
-from agent.policy import PlanView, check_decision, examples_per_round, weak_category_targets
-from agent.state import Action, Decision
+from agent.data_value import recommended_mix
+from agent.policy import (
+    EPOCH_BOUNDS,
+    LR_BOUNDS,
+    ORIGINAL_EPOCH_BOUNDS,
+    RANK_CHOICES,
+    SYNTHETIC_WEIGHT_BOUNDS,
+    PlanView,
+    check_decision,
+    examples_per_round,
+    generation_plan,
+)
+from agent.state import Action, Decision, override_values
+from memory.lessons import lessons_for
 from prompts import load_prompt, text_hash
 from tools.models import load_causal_lm, load_tokenizer
 
 PLANNER_PROMPT_ID = "plan"
-ACTIONS: tuple[Action, ...] = ("generate", "train", "evaluate", "submit", "stop")
+ACTIONS: tuple[Action, ...] = ("generate", "train", "evaluate", "refit", "submit", "stop")
 RATIONALE_MAX_CHARS = 200
 
 
@@ -45,30 +57,52 @@ def allowed_actions(view: PlanView) -> list[Action]:
     """Actions the guardrail would accept now, each tried with a representative decision."""
     allowed: list[Action] = []
     for action in ACTIONS:
-        targets = weak_category_targets(view, examples_per_round(view)) if action == "generate" else {}
-        if check_decision(Decision(action=action, targets=targets), view) is None:
+        decision = Decision(action=action)
+        if action == "generate":
+            plan = generation_plan(view, examples_per_round(view))
+            decision = Decision(action=action, targets=plan.targets, strategies=plan.strategies)
+        elif action == "train":
+            decision = Decision(action=action, train_overrides=recommended_mix(view))
+        if check_decision(decision, view) is None:
             allowed.append(action)
     return allowed
 
 
-def decision_schema(categories: Sequence[str], actions: Sequence[str], max_target: int = 500) -> dict[str, Any]:
-    """JSON schema of a Decision for this task: the action and target keys are enumerated so a constrained
-    decoder cannot invent them."""
-    return {
-        "type": "object",
-        "properties": {
-            "action": {"type": "string", "enum": list(actions)},
-            "targets": {
-                "type": "object",
-                "properties": {c: {"type": "integer", "minimum": 1, "maximum": max_target} for c in categories},
-                "additionalProperties": False,
+def decision_schema(categories: Sequence[str], actions: Sequence[str], strategies: Sequence[str] = (),
+                    max_target: int = 500) -> dict[str, Any]:
+    """JSON schema of a Decision for this task: the action, target and strategy keys are enumerated so a
+    constrained decoder cannot invent them; training overrides are offered only when training is allowed."""
+    overrides: dict[str, Any] = {"type": "null"}
+    if "train" in actions:
+        overrides = {"anyOf": [{"type": "null"}, {
+            "type": "object",
+            "properties": {
+                "synthetic_weight": {"type": "number", "minimum": SYNTHETIC_WEIGHT_BOUNDS[0],
+                                     "maximum": SYNTHETIC_WEIGHT_BOUNDS[1]},
+                "original_epochs": {"type": "integer", "minimum": ORIGINAL_EPOCH_BOUNDS[0],
+                                    "maximum": ORIGINAL_EPOCH_BOUNDS[1]},
+                "learning_rate": {"type": "number", "minimum": LR_BOUNDS[0], "maximum": LR_BOUNDS[1]},
+                "epochs": {"type": "integer", "minimum": EPOCH_BOUNDS[0], "maximum": EPOCH_BOUNDS[1]},
+                "lora_r": {"type": "integer", "enum": list(RANK_CHOICES)},
             },
-            "train_overrides": {"type": "null"},
-            "rationale": {"type": "string", "maxLength": RATIONALE_MAX_CHARS},
+            "additionalProperties": False,
+        }]}
+    properties: dict[str, Any] = {
+        "action": {"type": "string", "enum": list(actions)},
+        "targets": {
+            "type": "object",
+            "properties": {c: {"type": "integer", "minimum": 1, "maximum": max_target} for c in categories},
+            "additionalProperties": False,
         },
-        "required": ["action", "targets", "train_overrides", "rationale"],
-        "additionalProperties": False,
+        "train_overrides": overrides,
+        "rationale": {"type": "string", "maxLength": RATIONALE_MAX_CHARS},
     }
+    if strategies:
+        properties["strategies"] = {"type": "object",
+                                    "properties": {c: {"type": "string", "enum": list(strategies)} for c in categories},
+                                    "additionalProperties": False}
+    return {"type": "object", "properties": properties,
+            "required": ["action", "targets", "train_overrides", "rationale"], "additionalProperties": False}
 
 
 def _compact(value: Any) -> str:
@@ -82,7 +116,17 @@ def _untrusted(text: str, limit: int = 300) -> str:
     return re.sub(r"\s+", " ", cleaned).strip()[:limit]
 
 
-def render_planner_prompt(view: PlanView, lessons: list[str], last_error: str | None) -> tuple[str, str]:
+def _data_value_evidence(view: PlanView, rounds: int = 2) -> dict[str, Any]:
+    """The last rounds' DataValues, compact: overall gain and per category/strategy (rows) gain."""
+    evidence: dict[str, Any] = {}
+    for value in view.data_values[-rounds:]:
+        entry: dict[str, Any] = {"overall": round(value.gain, 4)}
+        entry.update({f"{a.category}/{a.strategy} ({a.rows} rows)": round(a.gain, 4) for a in value.arms})
+        evidence[f"round {value.iteration} ({value.method} vs {value.reference})"] = entry
+    return evidence
+
+
+def render_planner_prompt(view: PlanView, last_error: str | None) -> tuple[str, str]:
     """The planner prompt for this state and its hash. Every number is rounded so the prompt stays short."""
     prompt = load_prompt(PLANNER_PROMPT_ID)
 
@@ -96,6 +140,10 @@ def render_planner_prompt(view: PlanView, lessons: list[str], last_error: str | 
     left = {k: (round(v) if k != "wall_seconds" else f"{v / 60:.1f} min") for k, v in view.remaining().items()}
     data_counts = {c: f"{view.dataset.original_per_category.get(c, 0)}+{view.dataset.synthetic_per_category.get(c, 0)}"
                    for c in view.task.categories}
+    mix = override_values(recommended_mix(view))
+    data_mix = {"synthetic_weight": mix.get("synthetic_weight", view.learning.synthetic_weight),
+                "original_epochs": view.learning.original_epochs, "refit_before_submit": view.learning.refit}
+    evidence = _data_value_evidence(view)
     text = prompt.render(
         task=_compact({"title": _untrusted(view.task.title, 120), "type": view.task.task_type,
                        "base_model": view.task.base_model,
@@ -107,7 +155,10 @@ def render_planner_prompt(view: PlanView, lessons: list[str], last_error: str | 
         history=_compact(history) if history else "none yet",
         datasets=_compact(data_counts),
         acceptance=_compact({k: round(v, 2) for k, v in view.dataset.acceptance.items()}) or "none yet",
-        lessons=_compact([_untrusted(lesson, 160) for lesson in lessons[:5]]) if lessons else "none",
+        strategies=_compact(view.task.strategies) if view.task.strategies else "the task's default only",
+        data_value=_compact(evidence) if evidence else "not measured yet",
+        data_mix=_compact(data_mix),
+        memory=_compact([_untrusted(line, 200) for line in lessons_for(view.memory, 5)]) if view.memory else "none",
         last_error=last_error or "",
         actions_allowed=", ".join(allowed_actions(view)) or "stop",
     )
@@ -132,9 +183,15 @@ def parse_decision(raw: str) -> tuple[Decision | None, str | None]:
         return None, f"the answer is not valid JSON: {exc.msg} at char {exc.pos}"
     if isinstance(obj, dict) and isinstance(obj.get("rationale"), str):
         obj["rationale"] = obj["rationale"][:600]
-    if isinstance(obj, dict) and obj.get("action") != "generate" and isinstance(obj.get("targets"), dict):
-        # Only generate has targets; small models copy the last ones into every answer the schema asks them for.
-        obj["targets"] = {}
+    if isinstance(obj, dict):
+        # Only generate has targets and strategies, only train has overrides; small models copy the last ones into
+        # every answer the schema asks them for.
+        if obj.get("action") != "generate":
+            for key in ("targets", "strategies"):
+                if isinstance(obj.get(key), dict):
+                    obj[key] = {}
+        if obj.get("action") != "train" and isinstance(obj.get("train_overrides"), dict):
+            obj["train_overrides"] = None
     try:
         return Decision.model_validate(obj), None
     except ValidationError as exc:

@@ -60,10 +60,13 @@ def recorded_decisions(events: list[TraceEvent]) -> list[DecisionRecord]:
 
 
 def compare_decisions(recorded: list[DecisionRecord], replayed: list[DecisionRecord]) -> list[str]:
-    """The first difference between two decision sequences (iteration, action, targets and source), if any."""
+    """The first difference between two decision sequences (iteration, action, targets and source, then strategies
+    and training overrides), if any."""
     for index, (before, after) in enumerate(zip(recorded, replayed, strict=False)):
         if before.replay_key != after.replay_key:
             return [f"decision #{index} differs: recorded {before.replay_key}, replayed {after.replay_key}"]
+        if before.replay_detail != after.replay_detail:
+            return [f"decision #{index} differs: recorded {before.replay_detail}, replayed {after.replay_detail}"]
     if len(recorded) != len(replayed):
         return [f"the recording has {len(recorded)} decisions, the replay took {len(replayed)}"]
     return []
@@ -82,7 +85,7 @@ def replay_run(paths: RunPaths) -> ReplayOutcome:
     planner: Planner | None = None if config.planner.kind == "policy" else ReplayPlanner(config.planner.model)
     context = RunContext(run_id=paths.run_id, budget=config.budget, tools=RecordedToolbox(None, cassette, trace),
                          trace=trace, cassette=cassette, planner_kind=config.planner.kind, planner=planner,
-                         lessons=None)
+                         lessons=None, learning=config.learning)
     graph = compile_graph(checkpointer=make_checkpointer(None))
     problems: list[str] = []
     try:

@@ -4,6 +4,7 @@ and replay them (agent/replay.py)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,14 @@ class Runner:
 
     def __init__(self, store: RunStore, toolbox_factory: ToolboxFactory = open_pipeline,
                  on_step: StepCallback | None = None,
-                 planner_factory: Callable[[RunConfig], Planner | None] = build_planner):
+                 planner_factory: Callable[[RunConfig], Planner | None] = build_planner,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.toolbox_factory = toolbox_factory
         self.on_step = on_step
         self.planner_factory = planner_factory
+        #: What node durations are measured with (a test's fake clock makes the budget arithmetic exact).
+        self.clock = clock
 
     # ----- start / resume ----------------------------------------------------------------------------------------
     def start(self, config: RunConfig, run_id: str | None = None) -> RunOutcome:
@@ -113,6 +117,8 @@ class Runner:
     def open_context(self, run: OpenRun, truncate_to: int | None = None) -> Iterator[RunContext]:
         """The run's live context (cassette, lessons store, planner, and the toolbox, open while the context is);
         ``truncate_to`` cuts the cassette back to the calls a checkpoint covers."""
+        # The bootstrap's time counts from here: the toolbox's setup (the environment, the simulator) is the run's.
+        started = self.clock()
         cassette = Cassette(run.paths.cassette, "record", run.redactor)
         if truncate_to is not None:
             cassette.truncate(truncate_to)
@@ -122,7 +128,9 @@ class Runner:
                              tools=RecordedToolbox(toolbox, cassette, run.trace), trace=run.trace, cassette=cassette,
                              planner_kind=config.planner.kind, planner=self.planner_factory(config),
                              lessons=make_store(config.runs_dir / "lessons.sqlite"),
-                             task=task_label(config.task.model_dump(mode="json")))
+                             task=task_label(config.task.model_dump(mode="json")),
+                             learning=config.learning, task_metric=config.eval.task_metric, clock=self.clock,
+                             started=started)
 
     def _drive(self, run: OpenRun, graph_input: dict[str, Any] | None, truncate_to: int | None = None) -> RunOutcome:
         paths = run.paths

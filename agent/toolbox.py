@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from agent.cassette import Cassette
 from agent.state import AdapterInfo, DatasetInfo, EvalSummary, SubmissionInfo, TaskInfo, TrainOverrides
 from agent.trace import TraceWriter
+from memory.lessons import ArmStats
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -36,6 +37,8 @@ class GenerateOutcome(BaseModel):
     seconds: float
     stop_reason: str
     writers: dict[str, int] = Field(default_factory=dict, description="accepted rows per writer (llm, renderer)")
+    accepted_per_strategy: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="accepted rows per category and strategy")
 
 
 class TestComparison(BaseModel):
@@ -54,25 +57,37 @@ class Toolbox(Protocol):
         ...
 
     def evaluate(self, adapter_id: str | None, split: str) -> EvalSummary:
-        """FLock BPC (overall and per category) and the task metric of the base model or an adapter."""
+        """FLock BPC (overall and per category) of the base model or an adapter."""
         ...
 
-    def generate(self, targets: dict[str, int], iteration: int, max_generation_tokens: int) -> GenerateOutcome:
-        """Generate synthetic rows for the targets, gate them, and make the next dataset version."""
+    def generate(self, targets: dict[str, int], strategies: dict[str, str], iteration: int,
+                 max_generation_tokens: int, max_seconds: float | None = None) -> GenerateOutcome:
+        """Generate synthetic rows for the targets, each category with its strategy (default: the task's first),
+        gate them, and make the next dataset version (within ``max_seconds`` when given)."""
         ...
 
     def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
               max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
-        """Train a fresh LoRA adapter from the base model on a dataset version (within ``max_seconds`` of
-        training when given: the schedule is shortened to fit)."""
+        """Train a fresh LoRA adapter from the base model on a dataset version with the overrides' settings and
+        data mix (within ``max_seconds`` of training when given: the schedule is shortened to fit)."""
         ...
 
-    def submit(self, adapter_id: str) -> SubmissionInfo:
-        """Publish an adapter and submit it to FLock (at most once per revision)."""
+    def refit(self, refit_of: str, dataset_version: str, overrides: TrainOverrides | None, max_train_tokens: int,
+              max_seconds: float | None = None) -> AdapterInfo:
+        """Train the recipe of adapter ``refit_of`` again on every original row (train, dev and test) plus the
+        dataset version's synthetic rows, on ``max_train_tokens`` (the recipe's tokens scaled to the data)."""
         ...
 
-    def compare_on_test(self, adapter_id: str | None) -> TestComparison:
-        """Base vs adapter on the test split."""
+    def submit(self, adapter_id: str, max_seconds: float | None = None,
+               refit_of: str | None = None) -> SubmissionInfo:
+        """Publish an adapter and submit it to FLock (at most once per revision); a local task's simulator scores
+        it when that fits in ``max_seconds``. A refit (``refit_of`` its recipe's adapter) learned from dev: its
+        card shows the recipe's dev scores."""
+        ...
+
+    def compare_on_test(self, adapter_id: str | None, max_seconds: float | None = None) -> TestComparison:
+        """Base vs adapter on the test split: BPC, then the task metric on as much of a fixed sample as fits in
+        ``max_seconds``."""
         ...
 
 
@@ -111,10 +126,19 @@ class RecordedToolbox:
         return self.cassette.call("tool", "clock", {"label": label}, lambda: round(seconds, 3),
                                   encode=lambda v: v, decode=float)
 
-    def lessons(self, task_type: str, read: Callable[[], list[str]]) -> list[str]:
-        """Cross-run lessons as read at this point (recorded: the store changes between runs)."""
-        return self.cassette.call("tool", "lessons", {"task_type": task_type}, read, encode=list,
-                                  decode=lambda v: [str(x) for x in v])
+    def memory(self, task_type: str, read: Callable[[], list[ArmStats]]) -> list[ArmStats]:
+        """The cross-run memory of what synthetic data was worth, as read at this point (recorded: the store
+        changes between runs)."""
+        return self.cassette.call("tool", "memory", {"task_type": task_type}, read,
+                                  encode=lambda arms: [a.model_dump(mode="json") for a in arms],
+                                  decode=lambda v: [ArmStats.model_validate(a) for a in v])
+
+    def _limit(self, scope: str, max_seconds: float | None) -> None:
+        """Time limits follow from the recorded clock readings, so they are traced but left out of the cassette's
+        inputs: a change to how limits are computed does not stop recordings from replaying."""
+        if max_seconds is not None:
+            self.trace.emit("metrics", node=self.node, iteration=self.iteration, scope=scope,
+                            max_seconds=round(max_seconds, 1))
 
     def prepare_task(self) -> PreparedTask:
         return self._call("prepare_task", PreparedTask, {}, lambda: self._live().prepare_task())
@@ -123,32 +147,44 @@ class RecordedToolbox:
         return self._call("evaluate", EvalSummary, {"adapter_id": adapter_id, "split": split},
                           lambda: self._live().evaluate(adapter_id, split))
 
-    def generate(self, targets: dict[str, int], iteration: int, max_generation_tokens: int) -> GenerateOutcome:
-        inputs = {"targets": targets, "iteration": iteration, "max_generation_tokens": max_generation_tokens}
+    def generate(self, targets: dict[str, int], strategies: dict[str, str], iteration: int,
+                 max_generation_tokens: int, max_seconds: float | None = None) -> GenerateOutcome:
+        inputs = {"targets": targets, "strategies": strategies, "iteration": iteration,
+                  "max_generation_tokens": max_generation_tokens}
+        self._limit("generate_time_limit", max_seconds)
         return self._call("generate", GenerateOutcome, inputs,
-                          lambda: self._live().generate(targets, iteration, max_generation_tokens))
+                          lambda: self._live().generate(targets, strategies, iteration, max_generation_tokens,
+                                                        max_seconds))
 
     def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
               max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
-        # max_seconds follows from the recorded clock readings (the node derives it from the budget's wall-clock
-        # use), so it is shown in the trace but left out of the cassette's inputs: recordings made before the time
-        # limit existed still replay.
         inputs = {"dataset_version": dataset_version, "iteration": iteration,
                   "overrides": overrides.model_dump() if overrides else None, "max_train_tokens": max_train_tokens}
-        if max_seconds is not None:
-            self.trace.emit("metrics", node=self.node, iteration=self.iteration, scope="train_time_limit",
-                            max_seconds=round(max_seconds, 1))
+        self._limit("train_time_limit", max_seconds)
         return self._call("train", AdapterInfo, inputs,
                           lambda: self._live().train(dataset_version, iteration, overrides, max_train_tokens,
                                                      max_seconds))
 
-    def submit(self, adapter_id: str) -> SubmissionInfo:
-        return self._call("submit", SubmissionInfo, {"adapter_id": adapter_id},
-                          lambda: self._live().submit(adapter_id))
+    def refit(self, refit_of: str, dataset_version: str, overrides: TrainOverrides | None, max_train_tokens: int,
+              max_seconds: float | None = None) -> AdapterInfo:
+        inputs = {"refit_of": refit_of, "dataset_version": dataset_version,
+                  "overrides": overrides.model_dump() if overrides else None, "max_train_tokens": max_train_tokens}
+        self._limit("refit_time_limit", max_seconds)
+        return self._call("refit", AdapterInfo, inputs,
+                          lambda: self._live().refit(refit_of, dataset_version, overrides, max_train_tokens,
+                                                     max_seconds))
 
-    def compare_on_test(self, adapter_id: str | None) -> TestComparison:
+    def submit(self, adapter_id: str, max_seconds: float | None = None,
+               refit_of: str | None = None) -> SubmissionInfo:
+        self._limit("submit_time_limit", max_seconds)
+        inputs = {"adapter_id": adapter_id, **({"refit_of": refit_of} if refit_of else {})}
+        return self._call("submit", SubmissionInfo, inputs,
+                          lambda: self._live().submit(adapter_id, max_seconds, refit_of))
+
+    def compare_on_test(self, adapter_id: str | None, max_seconds: float | None = None) -> TestComparison:
+        self._limit("test_time_limit", max_seconds)
         return self._call("compare_on_test", TestComparison, {"adapter_id": adapter_id},
-                          lambda: self._live().compare_on_test(adapter_id))
+                          lambda: self._live().compare_on_test(adapter_id, max_seconds))
 
 
 def _summary(result: BaseModel) -> dict[str, Any]:

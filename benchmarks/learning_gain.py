@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.config import RunConfig, _deep_merge, build_config  # noqa: E402
+from agent.pipeline.evaluation import with_task_metric  # noqa: E402
 from agent.state import DatasetInfo, EvalSummary, TrainOverrides  # noqa: E402
 from agent.toolbox import TestComparison  # noqa: E402
 
@@ -263,7 +264,8 @@ class _Conditions:
 
     # -- scoring --
     def scores(self, label: str, adapter_id: str, submit_dir: Path) -> dict[str, Any]:
-        test = self.toolbox.evaluate(adapter_id, "test", with_task_metric=True)
+        test = with_task_metric(self.toolbox.evaluate(adapter_id, "test"),
+                                self.toolbox.evaluator.task_metric(adapter_id, "test", None))
         return {"validation_bpc": self.submit(label, submit_dir), "test": _eval_dict(test)}
 
     def submit(self, label: str, adapter_dir: Path) -> float:
@@ -358,7 +360,7 @@ class _Conditions:
         version = self.toolbox.prepare_task().dataset.version
         generation: dict[str, Any] = {"targets": targets}
         if targets:
-            outcome = self.toolbox.generate(targets, 1, self.config.budget.max_generation_tokens)
+            outcome = self.toolbox.generate(targets, {}, 1, self.config.budget.max_generation_tokens)
             version = outcome.dataset.version
             generation.update(accepted_per_category=outcome.accepted_per_category,
                               rejected_per_reason=outcome.rejected_per_reason, stop_reason=outcome.stop_reason,

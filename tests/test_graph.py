@@ -170,7 +170,12 @@ def test_planner_prompt_snapshot() -> None:
     state = make_state(evaluations=[{"split": "dev", "adapter_id": "a1", "bpc": 0.9,
                                      "per_category": {"join": {"bpc": 1.0, "examples": 5}}}],
                        adapters=[{"adapter_id": "a1", "iteration": 1, "dataset_version": "v0", "path": "/a",
-                                  "train_tokens": 10}], best_adapter="a1", usage={"iterations": 1})
-    text, _ = render_planner_prompt(PlanView.from_state(state, RunBudget()), ["targeted data for 'join': helped"],
-                                    "unknown categories ['joins']")
+                                  "train_tokens": 10}], best_adapter="a1", usage={"iterations": 1},
+                       data_values=[{"iteration": 1, "adapter_id": "a1", "method": "estimate", "reference": "base",
+                                     "gain": 0.01, "arms": [{"category": "join", "strategy": "sql_first", "rows": 20,
+                                                             "gain": 0.04}]}],
+                       memory=[{"category": "join", "strategy": "sql_first",
+                                "observations": [{"run_id": "r0", "rows": 20, "gain": 0.02, "seconds": 30}]}])
+    state["task"]["strategies"] = ["sql_first"]
+    text, _ = render_planner_prompt(PlanView.from_state(state, RunBudget()), "unknown categories ['joins']")
     _check_snapshot("planner_prompt.txt", text + "\n")

@@ -36,7 +36,7 @@ def planner() -> LocalPlanner:
 def test_smollm2_always_writes_a_schema_valid_decision(planner: LocalPlanner, index: int) -> None:
     view = PlanView.from_state(states()[index], RunBudget())
     actions = allowed_actions(view)
-    prompt, _ = render_planner_prompt(view, [], None)
+    prompt, _ = render_planner_prompt(view, None)
     raw = planner.propose([{"role": "user", "content": prompt}], decision_schema(list(view.task.categories), actions))
     decision, error = parse_decision(raw)
     assert error is None, raw

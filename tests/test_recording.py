@@ -11,7 +11,7 @@ from agent.cassette import Cassette, ReplayMismatch
 from agent.config import ConfigError, build_config, check_environment, describe_fields
 from agent.trace import REDACTED, Redactor, TraceWriter, read_trace
 from memory.checkpoint import make_checkpointer
-from memory.lessons import lessons_for, make_store, record_gain
+from memory.lessons import ArmObservation, arm_memory, lessons_for, make_store, record_arm
 from memory.runs import RunNotFound, RunStore
 
 SECRET = "flk-0123456789abcdef"
@@ -96,18 +96,29 @@ def test_run_store_index_and_errors(tmp_path: Path) -> None:
         store.update("r-1", colour="blue")
 
 
-def test_lessons_store_summarises_gains(tmp_path: Path) -> None:
+def test_lessons_store_keeps_each_arms_observations_across_runs(tmp_path: Path) -> None:
     store = make_store(tmp_path / "lessons.sqlite")
-    record_gain(store, task_type="text2sql", strategy="targeted", category="nested", examples=20, bpc_before=1.0,
-                bpc_after=0.8, run_id="a")
-    record_gain(store, task_type="text2sql", strategy="targeted", category="join", examples=20, bpc_before=1.0,
-                bpc_after=0.99, run_id="a")
-    again = make_store(tmp_path / "lessons.sqlite")
-    lessons = lessons_for(again, "text2sql")
-    assert lessons[0].startswith("targeted data for 'nested': dev BPC changed -20.0% per round")
-    assert len(lessons) == 2
-    assert lessons_for(again, "chat") == []
-
+    record_arm(store, task_type="text2sql", category="nested", strategy="sql_first",
+               observation=ArmObservation(run_id="a", rows=20, gain=0.2, seconds=30.0))
+    record_arm(store, task_type="text2sql", category="join", strategy="sql_first",
+               observation=ArmObservation(run_id="a", rows=20, gain=-0.01, seconds=30.0))
+    record_arm(store, task_type="text2sql", category="nested", strategy="sql_first",
+               observation=ArmObservation(run_id="b", rows=10, gain=0.0))
+    # A lesson written before arms had observations ({examples, before, after}) reads as one.
+    store.put(("lessons", "text2sql"), "targeted:filter", {"strategy": "targeted", "category": "filter", "history": [
+        {"run_id": "old", "examples": 10, "before": 1.0, "after": 0.9, "at": 1.0}]})
+    arms = arm_memory(make_store(tmp_path / "lessons.sqlite"), "text2sql")
+    assert [(a.category, a.strategy, a.pulls, a.rows) for a in arms] == [
+        ("filter", "targeted", 1, 10), ("join", "sql_first", 1, 20), ("nested", "sql_first", 2, 30)]
+    nested = arms[2]
+    assert nested.mean_reward == pytest.approx((100 * 0.2 / 20 + 0) / 2)  # gain per 100 rows, per observation
+    assert nested.gain_per_minute == pytest.approx(60 * 0.2 / 30)
+    assert arms[0].observations[0].gain == pytest.approx(0.1)
+    lessons = lessons_for(arms)
+    assert lessons[0].startswith("sql_first rows for 'nested': dev BPC -50.00% per 100 rows on average over 2 "
+                                 "rounds (30 rows)")
+    assert len(lessons) == 3
+    assert arm_memory(store, "chat") == []
 
 def test_checkpointer_is_strict(tmp_path: Path) -> None:
     saver = make_checkpointer(tmp_path / "c.sqlite")

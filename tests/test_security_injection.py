@@ -56,8 +56,8 @@ def injected_view(title: str = INJECTED_TITLE, description: str = INJECTED_DESCR
 
 
 def test_untrusted_text_stays_inside_one_quoted_field_of_the_data_block() -> None:
-    clean_prompt, _ = render_planner_prompt(injected_view("demo", "A text-to-SQL task."), [], None)
-    prompt, _ = render_planner_prompt(injected_view(), [], None)
+    clean_prompt, _ = render_planner_prompt(injected_view("demo", "A text-to-SQL task."), None)
+    prompt, _ = render_planner_prompt(injected_view(), None)
     inside, outside = data_block(prompt)
     clean_inside, clean_outside = data_block(clean_prompt)
     assert outside == clean_outside  # nothing outside the data block moved or was added

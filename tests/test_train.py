@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 
 import pytest
 import torch
@@ -195,3 +197,54 @@ def test_time_limit_shortens_the_schedule_and_stops_in_time(tiny_model_dir, tmp_
                             config.model_copy(update={"max_seconds": 99.0}), template="qwen1.5",
                             context_length=512, hub_id=HUB_ID)
     assert untimed.fingerprint == result.fingerprint  # a finished run is reused whatever time is left
+
+
+def test_example_weights_weigh_each_example_in_the_step_loss(tiny_model_dir, smol_tokenizer):
+    """A weight of 0 removes an example from the step (same loss and gradients as training without it), and
+    weights act relative to each other (doubling all of them changes nothing)."""
+    from tools.evaluate import make_batch
+    from tools.train import _step_loss
+
+    model = _prepare_model(str(tiny_model_dir), HUB_ID, TrainConfig(), "cpu", use_bf16=False, use_qlora=False)
+    examples = tokenize_records([RECORDS[0], make_records(3)[2]], smol_tokenizer, "qwen1.5", 512)
+    pad = smol_tokenizer.pad_token_id
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    with torch.no_grad():  # LoRA B starts at 0: move it so the gradients reach every LoRA matrix
+        for p in trainable:
+            p.add_(0.01 * torch.randn_like(p))
+
+    def step(indices, weights, weighting="example"):
+        model.zero_grad(set_to_none=True)
+        loss, _ = _step_loss(model, [make_batch(examples, indices, pad)], weighting, contextlib.nullcontext,
+                             weights)
+        return loss, [p.grad.clone() for p in trainable]
+
+    targets = [sum(e.target_mask[1:]) for e in examples]
+    for weighting in ("example", "token"):
+        alone_loss, alone_grads = step([0], [1.0, 1.0], weighting)
+        masked_loss, masked_grads = step([0, 1], [1.0, 0.0], weighting)
+        assert masked_loss == pytest.approx(alone_loss, rel=1e-5)
+        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(alone_grads, masked_grads, strict=True))
+        other_loss, _ = step([1], [1.0, 1.0], weighting)
+        mixed_loss, _ = step([0, 1], [1.0, 3.0], weighting)
+        share = [1.0, 3.0] if weighting == "example" else [targets[0], 3.0 * targets[1]]
+        assert mixed_loss == pytest.approx((share[0] * alone_loss + share[1] * other_loss) / sum(share), rel=1e-5)
+        doubled_loss, _ = step([0, 1], [2.0, 6.0], weighting)
+        assert doubled_loss == pytest.approx(mixed_loss, rel=1e-6)
+
+
+def test_example_weights_in_training(tiny_model_dir, tmp_path):
+    plain = train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "plain", FAST, template="qwen1.5",
+                          context_length=512, hub_id=HUB_ID)
+    uniform = train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "uniform", FAST, template="qwen1.5",
+                            context_length=512, hub_id=HUB_ID, example_weights=[1.0] * len(RECORDS))
+    assert uniform.loss_curve == pytest.approx(plain.loss_curve, rel=1e-5)
+    halved = [1.0 if i % 2 else 0.25 for i in range(len(RECORDS))]
+    weighted = train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "weighted", FAST, template="qwen1.5",
+                             context_length=512, hub_id=HUB_ID, example_weights=halved)
+    assert weighted.loss_curve != pytest.approx(plain.loss_curve, rel=1e-3)
+    assert len({plain.fingerprint, uniform.fingerprint, weighted.fingerprint}) == 3  # weights are in the identity
+    for bad in ([1.0], [0.0] * len(RECORDS), [-1.0] + [1.0] * (len(RECORDS) - 1), [math.nan] * len(RECORDS)):
+        with pytest.raises(ValueError, match="example_weights"):
+            train_adapter(str(tiny_model_dir), RECORDS, tmp_path / "bad", FAST, template="qwen1.5",
+                          context_length=512, hub_id=HUB_ID, example_weights=bad)

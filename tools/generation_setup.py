@@ -89,6 +89,7 @@ def assemble_generation(
     dedup_index_path: Path | None = None,
     writers_only: bool = False,
     loaded_backend: Backend | None = None,
+    strategy_name: str | None = None,
 ) -> AssembledGeneration:
     """Build a generation of ``targets`` (examples per category) for ``plugin``'s task, anchored on ``seed_pool``.
 
@@ -97,11 +98,12 @@ def assemble_generation(
     ``batch_size`` is attempts per engine batch. The gates check against ``existing`` rows and the index at
     ``dedup_index_path`` (when it exists) for duplicates, against ``held_out`` rows for contamination, and with
     ``length`` (when given) for the context length. ``writers_only``: no generator model at all.
+    ``strategy_name`` picks one of the plugin's strategies (default: its first).
     """
     index = DedupIndex.load(dedup_index_path) if dedup_index_path is not None and dedup_index_path.is_file() \
         else DedupIndex()
     gates = default_gates(plugin, existing=existing, held_out=held_out, dedup_index=index, length=length)
-    strategy = plugin.make_strategy(seed_pool)
+    strategy = plugin.make_strategy(seed_pool, name=strategy_name)
     request = GenerationRequest(
         task=plugin.name, targets=dict(targets), seed_pool=list(seed_pool), backend=backend,
         sampling=sampling or SamplingSettings(), budget=budget or Budget(), seed=seed, iteration=iteration,

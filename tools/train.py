@@ -178,13 +178,15 @@ def epoch_batches(examples: Sequence[TokenizedExample], batch_tokens: int, seed:
 
 
 def _fingerprint(hub_id: str, template: ChatTemplate, context_length: int, config: TrainConfig,
-                 records: Sequence[FlockRecord]) -> str:
+                 records: Sequence[FlockRecord], example_weights: Sequence[float] | None = None) -> str:
     digest = hashlib.sha256()
     header = {"hub_id": hub_id, "template": template.name, "context_length": context_length,
               "config": config.model_dump(mode="json", exclude={"max_seconds"})}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for record in records:
         digest.update(record.record_id.encode())
+    if example_weights is not None:
+        digest.update(json.dumps([round(float(w), 6) for w in example_weights]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -271,24 +273,24 @@ def _lr_lambda(horizon: list[int], warmup_steps: int, min_ratio: float) -> Calla
 
 
 # ----- the loop ----------------------------------------------------------------------------------------------
-def _step_loss(model: Any, batches: list[TokenBatch], weighting: str, autocast: Any) -> tuple[float, int]:
-    """Forward + backward for one optimizer step's micro-batches; returns (mean loss, target tokens)."""
+def _step_loss(model: Any, batches: list[TokenBatch], weighting: str, autocast: Any,
+               example_weights: Sequence[float]) -> tuple[float, int]:
+    """One step's forward + backward, each example weighted by ``example_weights``; returns (mean loss, targets)."""
     import torch
 
-    counts = []
-    for batch in batches:
-        per_row = (batch.labels[:, 1:] != -100).sum(dim=1)
-        counts.append(per_row)
+    counts = [(batch.labels[:, 1:] != -100).sum(dim=1) for batch in batches]
+    row_weights = [torch.tensor([float(example_weights[i]) for i in b.indices]) for b in batches]
     total_targets = int(sum(int(c.sum()) for c in counts))
-    total_rows = sum(int((c > 0).sum()) for c in counts)
+    total_rows = sum(float(w[c > 0].sum()) for c, w in zip(counts, row_weights, strict=True))
+    weighted_targets = sum(float((c * w).sum()) for c, w in zip(counts, row_weights, strict=True))
     loss_sum = 0.0
-    for batch, per_row in zip(batches, counts, strict=True):
+    for batch, per_row, row_weight in zip(batches, counts, row_weights, strict=True):
         with autocast():
             losses, rows = target_token_losses(model, batch)
         if weighting == "example":
-            weights = 1.0 / (per_row[rows].to(losses.dtype) * total_rows)
+            weights = row_weight.to(losses)[rows] / (per_row[rows].to(losses.dtype) * total_rows)
         else:
-            weights = torch.full_like(losses, 1.0 / total_targets)
+            weights = row_weight.to(losses)[rows] / weighted_targets
         loss = (losses * weights).sum()
         loss.backward()
         loss_sum += float(loss.detach())
@@ -307,13 +309,14 @@ def train_adapter(
     resume: bool = True,
     hub_id: str | None = None,
     device: str | None = None,
+    example_weights: Sequence[float] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on ``records`` and save it where FLock can take it.
 
     ``base_model`` is a Hub id, a local folder or a GGUF file (tools.models); ``hub_id`` names the Hub model it
     stands for when that cannot be inferred (written into ``adapter_config.json``). With ``resume``, a run whose
     checkpoints are in ``output_dir`` continues from the last one, and a finished run with the same data and
-    settings is returned as it is.
+    settings is returned as it is. ``example_weights`` (one per record, >= 0, not all 0) weighs each record's loss.
     """
     import torch
 
@@ -328,6 +331,9 @@ def train_adapter(
     use_qlora = device.startswith("cuda") if config.qlora is None else config.qlora
     if not records:
         raise ValueError("no training records")
+    if example_weights is not None and not (len(example_weights) == len(records) and min(example_weights) >= 0
+                                            and 0 < sum(example_weights) < math.inf):
+        raise ValueError(f"example_weights: need {len(records)} finite weights >= 0, not all 0")
     wall_start = time.perf_counter()
 
     resolved = resolve_model(base_model, hub_id=hub_id)
@@ -336,7 +342,7 @@ def train_adapter(
         logger.warning("no Hub id known for %s: the adapter will name the local path, which FLock rejects; "
                        "pass hub_id=", base_model)
     tokenizer = load_tokenizer(base_model)
-    fingerprint = _fingerprint(final_hub_id, t, context_length, config, records)
+    fingerprint = _fingerprint(final_hub_id, t, context_length, config, records, example_weights)
     if resume and metrics_path.is_file() and all((out / f).is_file() for f in ADAPTER_FILES):
         previous = TrainResult.model_validate_json(metrics_path.read_text())
         if previous.fingerprint == fingerprint:
@@ -344,7 +350,9 @@ def train_adapter(
             return previous
 
     all_examples = tokenize_records(records, tokenizer, t, context_length)
-    examples = [e for e in all_examples if sum(e.target_mask[1:]) > 0]
+    kept = [i for i, e in enumerate(all_examples) if sum(e.target_mask[1:]) > 0]
+    examples = [all_examples[i] for i in kept]
+    weights = [1.0 if example_weights is None else example_weights[i] for i in kept]
     skipped = len(all_examples) - len(examples)
     if not examples:
         raise ValueError(f"none of the {len(records)} records has an assistant token within context_length "
@@ -398,7 +406,7 @@ def train_adapter(
                 continue
             group = batches[state["micro"]:state["micro"] + config.grad_accum]
             token_batches = [make_batch(examples, g, pad_id, device) for g in group]
-            loss, targets = _step_loss(model, token_batches, config.loss_weighting, autocast)
+            loss, targets = _step_loss(model, token_batches, config.loss_weighting, autocast, weights)
             if not math.isfinite(loss):  # checked before the update, so the saved weights stay usable
                 raise FloatingPointError(f"training loss became {loss} at step {state['step'] + 1}; lower "
                                          f"TrainConfig.learning_rate (now {config.learning_rate})")

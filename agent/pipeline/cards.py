@@ -21,6 +21,7 @@ from agent.pipeline.run import PipelineRun
 from agent.pipeline.store import read_result, write_result
 from agent.state import EvalSummary
 from agent.toolbox import GenerateOutcome, TestComparison
+from tools.data import FlockRecord
 from tools.hub_cards import (
     AdapterCard,
     CardScore,
@@ -67,7 +68,10 @@ class HubArtifacts:
     def card(self, adapter_id: str) -> AdapterCard | None:
         return read_result(self._card_path(adapter_id), AdapterCard)
 
-    def record_training(self, adapter_id: str, dataset_version: str, result: TrainResult) -> AdapterCard:
+    def record_training(self, adapter_id: str, dataset_version: str, result: TrainResult,
+                        originals: list[FlockRecord] | None = None) -> AdapterCard:
+        """The card's training facts; ``originals``: the original rows trained on (default: the train split; a
+        refit adds dev and test)."""
         run, info = self.run, self.run.task.info
         synthetic = run.versions.load(dataset_version).synthetic()
         settings = result.config.model_dump(include=set(CARD_SETTINGS))
@@ -78,7 +82,8 @@ class HubArtifacts:
             accepted_by_flock_validators=accepted_by_flock_validators(run.config.base_model),
             training=TrainingSummary(
                 dataset_version=dataset_version,
-                original_per_category=run.task.plugin.primary_counts(run.task.split("train")),
+                original_per_category=run.task.plugin.primary_counts(
+                    run.task.split("train") if originals is None else originals),
                 synthetic_per_category=run.task.plugin.primary_counts(synthetic),
                 real_tokens=result.real_tokens, steps=result.steps, epochs_completed=result.epochs_completed,
                 settings=settings),
@@ -87,14 +92,17 @@ class HubArtifacts:
         return card
 
     def write_publish_card(self, adapter_id: str, adapter_dir: Path, repo_id: str, dev: EvalSummary,
-                           base_dev: EvalSummary) -> None:
-        """The card published with the adapter: training facts and dev scores only (see the module's note)."""
+                           base_dev: EvalSummary, refit_of: str | None = None) -> None:
+        """The card published with the adapter: training facts and dev scores only (see the module's note); a
+        refit's are those of the adapter whose recipe it retrained (``refit_of``), as it learned from dev."""
         card = self.card(adapter_id)
         if card is None:
             logger.warning("no card record for adapter %s (trained before cards existed): published without one",
                            adapter_id)
             return
-        dev_scores = _score(dev, base_dev, "this run (dev split)")
+        source = f"this run (dev split, of {refit_of}, whose recipe this adapter retrained on every original row)" \
+            if refit_of else "this run (dev split)"
+        dev_scores = _score(dev, base_dev, source)
         published = card.model_copy(update={"repo_id": repo_id, "revision": None, "dataset_repo_id": None,
                                             "scores": dev_scores})
         write_result(self._card_path(adapter_id), card.with_scores(*dev_scores).model_copy(update={"repo_id": repo_id}))

@@ -4,6 +4,7 @@ publisher its submissions go through."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,15 @@ class TaskEnvironment:
     @property
     def local(self) -> bool:
         return self.simulator is not None
+
+    @property
+    def validation_file(self) -> Path | None:
+        """The held-back file a local task's simulator validates submissions on (None for the live API)."""
+        if self.task_dir is None:
+            return None
+        task_json = json.loads((self.task_dir / "task.json").read_text(encoding="utf-8"))
+        key = task_json.get("data", {}).get("validation_set_key", "validation_set.jsonl")
+        return self.task_dir / Path(key).name
 
 
 def simulator_faults() -> list[FaultRule]:

@@ -56,6 +56,14 @@ def _bad_training_set(task_id: int | str, issue: DataIssue) -> str:
     return f"{where}: {what} (--skip-bad-lines, or task.skip_bad_lines, leaves bad lines out and lists them)"
 
 
+def _line_count(path: Path | None) -> int:
+    """Non-empty lines of a JSONL file (0 when there is none)."""
+    if path is None or not path.is_file():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
 def _plain_text(html_text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html_text or "")).strip()
 
@@ -102,6 +110,7 @@ class PreparedTaskFiles:
             context_length=int(task.data.context_length or 4096), max_params=int(task.data.max_params or 0),
             base_model=config.base_model, template=template_for(config.base_model),
             split_sizes=splits.sizes(), description_excerpt=_plain_text(task.description)[:400],
+            strategies=list(plugin.strategy_names()), validation_examples=_line_count(env.validation_file),
         )
         dataset = DatasetInfo(version=version, original_per_category=plugin.category_counts(splits.train),
                               synthetic_per_category={})

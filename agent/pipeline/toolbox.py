@@ -4,7 +4,8 @@ package, on the task environment a run opens."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from agent.config import RunConfig
 from agent.pipeline.cards import HubArtifacts
@@ -27,11 +28,12 @@ class PipelineToolbox:
     a method called again after a crash (the node that called it is re-run on resume) returns the same result
     without redoing finished work, and a submission is never sent twice."""
 
-    def __init__(self, config: RunConfig, paths: RunPaths, env: TaskEnvironment):
+    def __init__(self, config: RunConfig, paths: RunPaths, env: TaskEnvironment,
+                 clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.paths = paths
         self.env = env
-        self.run = PipelineRun.open(config, paths, env)
+        self.run = PipelineRun.open(config, paths, env, clock)
         self.evaluator = Evaluator(self.run)
         self.generator = Generator(self.run)
         self.trainer = Trainer(self.run)
@@ -58,31 +60,39 @@ class PipelineToolbox:
         split it. Done once per run: a second call returns the stored result."""
         return self.run.task.prepare(self.config, self.env, self.run.versions)
 
-    def evaluate(self, adapter_id: str | None, split: str, with_task_metric: bool | None = None) -> EvalSummary:
-        return self.evaluator.evaluate(adapter_id, split, with_task_metric)
+    def evaluate(self, adapter_id: str | None, split: str) -> EvalSummary:
+        return self.evaluator.evaluate(adapter_id, split)
 
-    def generate(self, targets: dict[str, int], iteration: int, max_generation_tokens: int) -> GenerateOutcome:
-        return self.generator.generate(targets, iteration, max_generation_tokens)
+    def generate(self, targets: dict[str, int], strategies: dict[str, str], iteration: int,
+                 max_generation_tokens: int, max_seconds: float | None = None) -> GenerateOutcome:
+        return self.generator.generate(targets, strategies, iteration, max_generation_tokens, max_seconds)
 
     def train(self, dataset_version: str, iteration: int, overrides: TrainOverrides | None,
               max_train_tokens: int, max_seconds: float | None = None) -> AdapterInfo:
         return self.trainer.train(dataset_version, iteration, overrides, max_train_tokens, max_seconds)
 
-    def submit(self, adapter_id: str) -> SubmissionInfo:
-        return self.submitter.submit(adapter_id)
+    def refit(self, refit_of: str, dataset_version: str, overrides: TrainOverrides | None, max_train_tokens: int,
+              max_seconds: float | None = None) -> AdapterInfo:
+        return self.trainer.refit(refit_of, dataset_version, overrides, max_train_tokens, max_seconds)
 
-    def compare_on_test(self, adapter_id: str | None) -> TestComparison:
+    def submit(self, adapter_id: str, max_seconds: float | None = None,
+               refit_of: str | None = None) -> SubmissionInfo:
+        return self.submitter.submit(adapter_id, max_seconds, refit_of)
+
+    def compare_on_test(self, adapter_id: str | None, max_seconds: float | None = None) -> TestComparison:
         """The test comparison of the finish stage; the run's Hub artifacts are completed with it."""
-        comparison = self.evaluator.compare_on_test(adapter_id)
+        comparison = self.evaluator.compare_on_test(adapter_id, max_seconds)
         HubArtifacts(self.run).finish(adapter_id, comparison, self.env)
         return comparison
 
 
 @contextlib.contextmanager
-def open_pipeline(config: RunConfig, paths: RunPaths, redactor: Redactor) -> Iterator[PipelineToolbox]:
-    """The toolbox of a run on its task environment, closed (models released) when the run ends."""
+def open_pipeline(config: RunConfig, paths: RunPaths, redactor: Redactor,
+                  clock: Callable[[], float] = time.monotonic) -> Iterator[PipelineToolbox]:
+    """The toolbox of a run on its task environment, closed (models released) when the run ends. The stages time
+    themselves with ``clock``."""
     with open_environment(config, paths, redactor) as env:
-        toolbox = PipelineToolbox(config, paths, env)
+        toolbox = PipelineToolbox(config, paths, env, clock)
         try:
             yield toolbox
         finally:
