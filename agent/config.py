@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.state import LearningSettings, RunBudget
+from agent.state import LearningSettings, PlannerKind, RunBudget
 from tools.tracking import TrackingConfig
 from tools.train import TrainConfig
 
@@ -72,7 +72,7 @@ class GeneratorConfig(_ModelEndpoint):
 
 
 class PlannerConfig(_ModelEndpoint):
-    kind: Literal["llm", "local", "policy"] = Field(
+    kind: PlannerKind = Field(
         default="local", description="llm: a LangChain chat model over an API; local: a transformers model with "
                                      "JSON-schema-constrained decoding; policy: the deterministic policy only")
     provider: Literal["openai", "huggingface"] = Field(default="openai",

@@ -11,17 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from langgraph.store.base import BaseStore
 
 from agent.cassette import Cassette
 from agent.planner import Planner
-from agent.state import LearningSettings, RunBudget
+from agent.state import LearningSettings, PlannerKind, RunBudget
 from agent.toolbox import RecordedToolbox
 from agent.trace import TraceWriter
-
-PlannerKind = Literal["llm", "local", "policy"]
 
 
 @dataclass(frozen=True)

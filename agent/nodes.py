@@ -7,6 +7,7 @@ and planners behind ``runtime.context.cassette`` (recorded), so a run replays fr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,9 +37,12 @@ from agent.state import (
     EvalSummary,
     override_values,
 )
+from agent.toolbox import TestComparison
 from agent.trace import annotate_langsmith_run
 from agent.view import PlanView
 from memory.lessons import ArmObservation, arm_memory, record_arm
+
+logger = logging.getLogger(__name__)
 
 Update = dict[str, Any]
 
@@ -341,15 +345,27 @@ def finish(step: Step) -> Update:
     """Report base vs best adapter on test (a refit learned from the test split, so its recipe's adapter is
     compared), write what the synthetic data was worth into the cross-run memory, and close the run."""
     ctx, view = step.ctx, step.view
-    comparison = ctx.tools.compare_on_test(view.best_adapter, timing.test_comparison_time_limit(view))
-    ctx.trace.emit("metrics", node="finish", iteration=step.iteration, scope="test",
-                   base_bpc=comparison.base.bpc,
-                   adapter_bpc=comparison.adapter.bpc if comparison.adapter else None, deltas=comparison.deltas,
-                   task_metric_examples=comparison.base.task_metric_examples)
+    error: str | None = None
+    try:
+        comparison: TestComparison | None = ctx.tools.compare_on_test(view.best_adapter,
+                                                                     timing.test_comparison_time_limit(view))
+    except Exception as exc:
+        if not view.submissions:
+            raise
+        # The submission is made: a comparison that fails after it (traced as an error by the toolbox) leaves the
+        # run's result standing; a resume would meet the same failure again.
+        comparison, error = None, f"the test comparison failed after the submission: {type(exc).__name__}: {exc}"
+        logger.warning(error)
+    if comparison is not None:
+        ctx.trace.emit("metrics", node="finish", iteration=step.iteration, scope="test",
+                       base_bpc=comparison.base.bpc,
+                       adapter_bpc=comparison.adapter.bpc if comparison.adapter else None, deltas=comparison.deltas,
+                       task_metric_examples=comparison.base.task_metric_examples)
     if ctx.lessons is not None and not ctx.replaying:
         for value in view.data_values:
             for arm in value.arms:
                 record_arm(ctx.lessons, task_type=view.task.task_type, category=arm.category, strategy=arm.strategy,
                            observation=ArmObservation(run_id=ctx.run_id, rows=arm.rows, gain=arm.gain,
                                                       seconds=arm.seconds, method=value.method))
-    return {"test_report": comparison.model_dump(mode="json"), "status": "finished", "pending": None}
+    return {"test_report": comparison.model_dump(mode="json") if comparison else None, "status": "finished",
+            "pending": None, "error": error}

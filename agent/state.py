@@ -27,6 +27,10 @@ Action = Literal["generate", "train", "evaluate", "refit", "submit", "stop"]
 DecisionSource = Literal["llm", "retry", "policy", "override"]
 
 
+#: Who decides each step: an LLM behind a chat API, a local model, or the deterministic policy.
+PlannerKind = Literal["llm", "local", "policy"]
+
+
 class LearningSettings(BaseModel):
     """How the agent spends its budget on learning: how it measures what each round's synthetic rows are worth,
     how much they weigh in training, and whether the submission is refit on every original row."""

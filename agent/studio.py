@@ -19,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
@@ -30,7 +30,7 @@ from agent.config import RunConfig, build_config
 from agent.context import RunContext
 from agent.graph import build_graph
 from agent.nodes import GraphNode, Update
-from agent.state import AgentState
+from agent.state import AgentState, PlannerKind
 from memory.runs import RunNotFound, RunStore
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class StudioSettings(BaseModel):
                                                        "calling) or a local task folder; a live FLock task is set "
                                                        "in the configuration file")
     config_path: str | None = Field(default=None, description="a YAML or TOML run configuration file")
-    planner: Literal["llm", "local", "policy"] | None = Field(default=None, description="llm, local or policy")
+    planner: PlannerKind | None = Field(default=None, description="llm, local or policy")
     quick: bool = Field(default=False, description="one short round scored by BPC only")
     runs_dir: str | None = Field(default=None, description="where the run's folder is written")
 

@@ -23,6 +23,7 @@ from tools.hub_cards import (
     write_model_card,
 )
 from tools.publish import ADAPTER_CONFIG, ADAPTER_WEIGHTS, DatasetPublisher, HubPublisher, LocalPublisher, PublishError
+from tools.tasks import get_plugin
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 REPO = "alice/task-7-HuggingFaceTB-SmolLM2-135M-Instruct"
@@ -31,7 +32,8 @@ REPO = "alice/task-7-HuggingFaceTB-SmolLM2-135M-Instruct"
 def _card(**changes) -> AdapterCard:
     card = AdapterCard(
         base_model=SMOL, template="qwen1.5", task_id=7, task_title="Text to SQL", task_type="text2sql",
-        context_length=1024, max_params=1_000_000_000, run_id="20260101-000000-abcd", adapter_id="a1-1234abcd",
+        task_tags=list(get_plugin("text2sql").hub_tags), context_length=1024, max_params=1_000_000_000,
+        run_id="20260101-000000-abcd", adapter_id="a1-1234abcd",
         repo_id=REPO, accepted_by_flock_validators=False,
         scores=[CardScore(split="dev", metric="bpc", value=0.25, base_value=0.85, source="this run (dev split)"),
                 CardScore(split="dev", metric="sql_execution", value=0.1, base_value=0.0, source="this run")],
@@ -65,6 +67,7 @@ def test_a_published_adapter_carries_a_model_card(adapter, tiny_model_dir, tmp_p
 
     card = ModelCard.load(fetched / "README.md")
     assert card.data.base_model == SMOL and card.data.library_name == "peft"
+    assert card.data.tags == ["lora", "peft", "flock", "synthgen", "text-to-sql"]  # the plugin's tags last
     assert {(r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results} == \
         {("dev", "bpc", 0.25), ("dev", "sql_execution", 0.1)}
     for needed in ("FLock.io AI Arena task\n7", "Not accepted by FLock's validators", "| dev | bpc | 0.2500 | 0.8500",

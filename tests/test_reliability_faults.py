@@ -320,3 +320,25 @@ def test_a_whole_run_through_every_fault_at_once(tmp_path: Path, task_dir: Path,
     assert probe.pending == []
     finished_with_one_submission(store, scored=True)
     assert_trace_intact(outcome.paths.trace, resumes=0)
+
+
+def test_a_test_comparison_that_fails_after_the_submission_leaves_the_result_standing(
+        tmp_path: Path, before_submit: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: a prediction that crashed sqlglot in the finish stage failed a 71-minute run after its
+    submission. The submission stands: the run finishes, with the failure in its state and trace."""
+    from agent.pipeline.evaluation import Evaluator
+
+    def crash(self: Evaluator, adapter_id: str | None, max_seconds: float | None = None) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    copy_run(before_submit, RUN_ID, tmp_path / "runs")
+    monkeypatch.setattr(Evaluator, "compare_on_test", crash)
+    store = RunStore(tmp_path / "runs")
+    outcome = Runner(store).resume(RUN_ID)
+    assert not outcome.interrupted
+    state = finished_with_one_submission(store, scored=True)
+    assert state["test_report"] is None
+    assert "the test comparison failed after the submission: RecursionError" in state["error"]
+    events = assert_trace_intact(store.paths(RUN_ID).trace, resumes=1)
+    assert any(e["type"] == "error" and e["data"].get("tool") == "compare_on_test" for e in events)
+    assert store.get(RUN_ID)["status"] == "finished"

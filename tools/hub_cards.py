@@ -57,6 +57,8 @@ class AdapterCard(BaseModel):
     task_id: int | str
     task_title: str = ""
     task_type: str = ""
+    #: The task type's Hub tags (its plugin's ``hub_tags``).
+    task_tags: list[str] = Field(default_factory=list)
     context_length: int | None = None
     max_params: int | None = None
     run_id: str
@@ -97,7 +99,7 @@ def model_card_text(card: AdapterCard) -> str:
                for s in card.scores if s.value is not None]
     data = ModelCardData(
         base_model=card.base_model, library_name=LIBRARY_NAME, pipeline_tag="text-generation",
-        tags=["lora", "peft", "flock", "synthgen", *(["text-to-sql"] if card.task_type == "text2sql" else [])],
+        tags=["lora", "peft", "flock", "synthgen", *card.task_tags],
         model_name=card.repo_id or card.adapter_id, eval_results=results or None,
         datasets=[card.dataset_repo_id] if card.dataset_repo_id else None,
     )

@@ -77,6 +77,8 @@ def _submit_line(update: dict[str, Any]) -> str:
 
 def _finish_line(update: dict[str, Any]) -> str:
     report = update["test_report"]
+    if report is None:
+        return str(update.get("error") or "no test comparison")
     adapter = report.get("adapter")
     return (f"test BPC base {report['base']['bpc']:.4f}"
             + (f" -> best adapter {adapter['bpc']:.4f}" if adapter else " (no adapter beat the base)"))

@@ -77,7 +77,8 @@ class HubArtifacts:
         settings = result.config.model_dump(include=set(CARD_SETTINGS))
         card = AdapterCard(
             base_model=run.config.base_model, template=info.template, task_id=info.task_id,
-            task_title=info.title, task_type=info.task_type, context_length=info.context_length,
+            task_title=info.title, task_type=info.task_type, task_tags=list(run.task.plugin.hub_tags),
+            context_length=info.context_length,
             max_params=info.max_params or None, run_id=run.paths.run_id, adapter_id=adapter_id,
             accepted_by_flock_validators=accepted_by_flock_validators(run.config.base_model),
             training=TrainingSummary(

@@ -96,6 +96,8 @@ class TaskPlugin(ABC):
     metrics: ClassVar[tuple[TaskMetric, ...]]
     #: The one metric the report and the policy's task-metric gap use.
     headline_metric: ClassVar[str]
+    #: Hugging Face Hub tags an adapter trained for this task type carries on its model card.
+    hub_tags: ClassVar[tuple[str, ...]] = ()
 
     # ----- detection and categories ---------------------------------------------------------------------------
     @abstractmethod

@@ -41,6 +41,7 @@ class ChatPlugin(TaskPlugin):
     strategies = (ChatStrategy,)
     metrics = (TaskMetric("token_f1"), TaskMetric("bleu"))
     headline_metric = "token_f1"
+    hub_tags = ("conversational",)
 
     def __init__(self) -> None:
         self.personas: dict[str, str] = {}

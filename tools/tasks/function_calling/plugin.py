@@ -85,6 +85,7 @@ class FunctionCallingPlugin(TaskPlugin):
     strategies = (FunctionCallingStrategy,)
     metrics = (TaskMetric("function_call_accuracy", on_probes=True), TaskMetric("token_f1"), TaskMetric("bleu"))
     headline_metric = "function_call_accuracy"
+    hub_tags = ("function-calling", "tool-use")
 
     def detect(self, records: Sequence[FlockRecord]) -> float:
         if not records:

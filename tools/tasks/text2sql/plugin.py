@@ -38,6 +38,7 @@ class Text2SQLPlugin(TaskPlugin):
     metrics = (TaskMetric("sql_execution", result_key="execution_accuracy"), TaskMetric("sql_exact_match"),
                TaskMetric("exact_match"))
     headline_metric = "sql_execution"
+    hub_tags = ("text-to-sql",)
 
     prompt_of = staticmethod(prompt_of)
 

@@ -147,7 +147,7 @@ def parse_sql(sql: str) -> exp.Expr | None:
     copy a tree (``tree.copy()``) before changing it."""
     try:
         return sqlglot.parse_one(sql, read="sqlite")
-    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError):
+    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):  # model output nests past any parser
         return None
 
 

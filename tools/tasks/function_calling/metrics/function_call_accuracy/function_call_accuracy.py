@@ -43,7 +43,7 @@ def _arguments(raw: Any) -> Any:
     if isinstance(raw, str):
         try:
             return json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return raw
     return raw
 
@@ -53,7 +53,7 @@ def parse_calls(text: str) -> list[tuple[str, Any]] | None:
     text = _WRAPPERS.sub("", text).strip()
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested past the decoder's limit
         value = None
     if value is not None:
         calls = value if isinstance(value, list) else [value]
@@ -69,7 +69,7 @@ def parse_calls(text: str) -> list[tuple[str, Any]] | None:
     for match in matches:
         try:
             arguments, _ = decoder.raw_decode(text, match.end())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return None
         out.append((match.group("name").strip(), _canonical(arguments)))
     return out

@@ -35,16 +35,16 @@ def normalize_sql(sql: str) -> str:
     text = clean_sql(sql or "")
     try:
         tree = sqlglot.parse_one(text, read="sqlite")
-    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError):
-        tree = None
-    if tree is None:
+        if tree is None:
+            return " ".join(text.split())
+        for identifier in tree.find_all(exp.Identifier):
+            if identifier.quoted and _SIMPLE.match(identifier.this):
+                identifier.set("quoted", False)
+            if not identifier.quoted:
+                identifier.set("this", identifier.this.lower())
+        return str(tree.sql(dialect="sqlite", normalize_functions="upper"))
+    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):  # unparsable, or nested past the parser
         return " ".join(text.split())
-    for identifier in tree.find_all(exp.Identifier):
-        if identifier.quoted and _SIMPLE.match(identifier.this):
-            identifier.set("quoted", False)
-        if not identifier.quoted:
-            identifier.set("this", identifier.this.lower())
-    return tree.sql(dialect="sqlite", normalize_functions="upper")
 
 
 def exact_match(predictions: Sequence[str], golds: Sequence[str]) -> list[bool]:

@@ -151,8 +151,12 @@ def execution_accuracy(predictions: Sequence[str], golds: Sequence[str], schemas
     verdicts: list[ExampleVerdict] = []
     for index, (prediction, gold, schema) in enumerate(zip(predictions, golds, schemas, strict=True)):
         category = (categories[index] if categories is not None else None) or categorize_sql(gold)[0]
-        verdicts.append(_example(prediction, gold, schema, category or UNPARSABLE, databases=databases, seed=seed,
-                                 timeout_s=timeout_s, max_rows=max_rows, column_order=column_order))
+        try:
+            verdict = _example(prediction, gold, schema, category or UNPARSABLE, databases=databases, seed=seed,
+                               timeout_s=timeout_s, max_rows=max_rows, column_order=column_order)
+        except RecursionError as exc:  # a prediction nested past what the SQL tools can walk: a wrong answer
+            verdict = ExampleVerdict(False, "pred_unparsable", category or UNPARSABLE, f"RecursionError: {exc}")
+        verdicts.append(verdict)
     by_category: dict[str, list[bool]] = defaultdict(list)
     for verdict in verdicts:
         by_category[verdict.category].append(verdict.match)
