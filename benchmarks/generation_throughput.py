@@ -33,13 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.measurement import Timed, alternating_rounds, machine_record, sample_load  # noqa: E402
-from tools.backends import LocalBackend, Message, SamplingSettings, bf16_supported  # noqa: E402
+from tools.backends import LocalBackend, Message, SamplingSettings  # noqa: E402
 from tools.data import load_jsonl  # noqa: E402
 from tools.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer  # noqa: E402
 from tools.shared_prefix import group_by_prefix  # noqa: E402
 from tools.tasks.base import Draft  # noqa: E402
 from tools.tasks.function_calling import FunctionCallingPlugin  # noqa: E402
 from tools.tasks.function_calling.strategy import FunctionCallingStrategy  # noqa: E402
+from tools.train_hardware import bf16_supported  # noqa: E402
 
 DEMO_FC = ROOT / "tools" / "demo_tasks" / "function_calling" / "training_set.jsonl"
 RESULTS = ROOT / "benchmarks" / "results" / "generation_throughput.json"
@@ -112,7 +113,7 @@ def main() -> None:
         tokenizer = load_tokenizer(args.model)
         fp32 = load_causal_lm(args.model, dtype=torch.float32).eval()
         models = {"float32": fp32}
-        if "bfloat16" in args.precisions.split(",") and bf16_supported(torch.device("cpu")):
+        if "bfloat16" in args.precisions.split(",") and bf16_supported("cpu"):
             models["bfloat16"] = copy.deepcopy(fp32).to(torch.bfloat16).eval()
         precisions = [p for p in args.precisions.split(",") if p in models]
         conversations = prompts(args.prompts, args.seed, args.prompt_set)

@@ -104,12 +104,14 @@ def test_group_partition_is_the_cheapest_one():
         assert sum(cost(g.members, g.prefix_len) for g in groups) == best
 
 
-@pytest.mark.parametrize(("batch_size", "prefill_tokens", "share"), [(32, 4096, True), (2, 16, True), (4, 64, False)])
-def test_greedy_equals_one_prompt_generate(peaked, batch_size, prefill_tokens, share):
+@pytest.mark.parametrize(("batch_size", "prefill_tokens", "share", "min_shared"),
+                         [(32, 4096, True, 1), (2, 16, True, 1), (4, 64, False, 1),
+                          (32, 4096, True, 8)])  # the default: prefixes of 3 rows join the unshared batches
+def test_greedy_equals_one_prompt_generate(peaked, batch_size, prefill_tokens, share, min_shared):
     prompts = prompts_with_shared_prefixes()
     expected = [reference(peaked, p, 7) for p in prompts]
     got = decode(peaked, prompts, max_new_tokens=7, stop_ids=(), pad_token_id=0, batch_size=batch_size,
-                 prefill_tokens=prefill_tokens, share_prefixes=share)
+                 prefill_tokens=prefill_tokens, share_prefixes=share, min_shared_rows=min_shared)
     assert [d.tokens for d in got] == expected
     assert all(d.finish == "length" for d in got)
 
@@ -121,7 +123,7 @@ def test_rows_stop_at_their_own_stop_token(peaked):
     stops = {free[0][2], free[3][5], free[5][0]}
     expected = [reference(peaked, p, 12, stop_ids=stops) for p in prompts]
     assert len({len(e) for e in expected}) > 2  # rows really end at different steps
-    got = decode(peaked, prompts, max_new_tokens=12, stop_ids=stops, pad_token_id=0, batch_size=4)
+    got = decode(peaked, prompts, max_new_tokens=12, stop_ids=stops, pad_token_id=0, batch_size=4, min_shared_rows=1)
     assert [d.tokens for d in got] == expected
     assert [d.finish for d in got] == ["stop_token" if len(e) < 12 else "length" for e in expected]
 
@@ -153,7 +155,8 @@ def test_sampling_keeps_each_prompts_own_stream(peaked):
     prompts = prompts_with_shared_prefixes()
     seeds = [11 * i + 1 for i in range(len(prompts))]
     sampler = RowSampler(seeds, temperature=0.9, top_p=0.9)
-    got = decode(peaked, prompts, max_new_tokens=6, stop_ids=(), pad_token_id=0, batch_size=3, pick=sampler.pick)
+    got = decode(peaked, prompts, max_new_tokens=6, stop_ids=(), pad_token_id=0, batch_size=3, pick=sampler.pick,
+                 min_shared_rows=1)
     for i, prompt in enumerate(prompts):
         alone = RowSampler([seeds[i]], temperature=0.9, top_p=0.9)
         assert got[i].tokens == reference(peaked, prompt, 6, processor=alone)

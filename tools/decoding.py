@@ -60,13 +60,19 @@ def _causal_lm(model: Any) -> Any:
     return get_base() if callable(get_base) else model
 
 
+#: The fewest rows a shared prompt prefix must have to be decoded as a batch of its own.
+MIN_SHARED_ROWS = 8
+
+
 def decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, stop_ids: Iterable[int],
            pad_token_id: int, stop_strings: Sequence[str] = (), tokenizer: Any = None, batch_size: int = 32,
-           prefill_tokens: int = 4096, pick: TokenPicker = greedy, share_prefixes: bool = True) -> list[Decoded]:
+           prefill_tokens: int = 4096, pick: TokenPicker = greedy, share_prefixes: bool = True,
+           min_shared_rows: int = MIN_SHARED_ROWS) -> list[Decoded]:
     """Continue every prompt (token ids) by up to ``max_new_tokens`` tokens, in the prompts' order.
 
     A row ends at its first token in ``stop_ids`` or once its decoded text (``tokenizer`` needed) contains one of
-    ``stop_strings``. ``pick`` chooses tokens (greedy by default).
+    ``stop_strings``. ``pick`` chooses tokens (greedy by default). A prompt prefix shared by at least
+    ``min_shared_rows`` prompts (or a whole batch) runs once for them.
     """
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need the tokenizer to decode the rows")
@@ -85,6 +91,11 @@ def decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
     # Each prompt keeps its last token out of the shared prefix: its output is the first new token.
     groups = (group_by_prefix(prompts, [len(p) - 1 for p in prompts]) if share_prefixes
               else [PrefixGroup(tuple(range(len(prompts))), 0)])
+    # A prefix shared by a few rows only would make a batch of those few: decoding then runs many small batches
+    # (the demo's text-to-SQL dev split, 37 rows over 10 schemas, decoded 0.73x as fast as plain batches of 16).
+    # Such rows join the batches of unshared rows instead.
+    minimum = min(batch_size, min_shared_rows)
+    groups = [g if len(g.members) >= minimum else PrefixGroup(g.members, 0) for g in groups]
     unshared = sorted((i for g in groups if not g.prefix_len for i in g.members), key=lambda i: (len(prompts[i]), i))
     batches = [(unshared[s:s + batch_size], 0) for s in range(0, len(unshared), batch_size)]
     for group in groups:
