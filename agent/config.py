@@ -156,9 +156,9 @@ class RunConfig(_Section):
         return value
 
 
-#: The --quick preset: one round on a smaller budget (5 min 16 s measured on 2 CPU cores, 8 minutes at most).
+#: The --quick preset: one round on a smaller budget (4 min 45 s measured on 2 CPU cores, 8 minutes at most).
 QUICK_OVERRIDES: dict[str, Any] = {
-    # One round on 2 CPU cores in about 6 minutes (measured): 40 synthetic rows, training capped at 30k tokens
+    # One round on 2 CPU cores in under 5 minutes (measured): 40 synthetic rows, training capped at 30k tokens
     # (about 60% of an epoch of the demo's training split), dev and test scored by BPC only (decoding for SQL
     # execution accuracy would add about 3 minutes).
     "budget": {"max_iterations": 1, "max_synthetic_examples": 40, "max_train_tokens": 30_000,

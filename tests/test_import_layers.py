@@ -1,8 +1,8 @@
 """The package's import layers, read from the source's syntax trees (every import, lazy ones inside functions too):
 nothing in tools/ imports agent/, and no import loop runs between folders.
 
-A folder is a unit: tools/flock, tools/flock/simulator, agent/cli... A module at a package's top level (tools/data.py,
-agent/pipeline.py) is a unit of its own, since those modules are the peers that subfolders build on.
+A folder is a unit: tools/flock, tools/flock/simulator, agent/cli, agent/pipeline... A module at a package's top level
+(tools/data.py, agent/graph.py) is a unit of its own, since those modules are the peers that subfolders build on.
 """
 
 from __future__ import annotations
