@@ -241,6 +241,12 @@ def crash_config(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
     return path
 
 
+def forget_lessons(runs_dir: Path) -> None:
+    """Remove the runs folder's cross-run memory (lessons.sqlite and its journal files)."""
+    for path in runs_dir.glob("lessons.sqlite*"):
+        path.unlink()
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env={**os.environ, **CHILD_ENV})
@@ -308,6 +314,9 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(
     records: list[KillRecord] = []
     try:
         for run_id, schedule in SCHEDULES.items():
+            # Each run starts from the empty cross-run memory the reference started from: what a finished run
+            # learned (memory/lessons.py) rightly changes the next run's choices.
+            forget_lessons(runs_dir)
             records += drive(zygote, runs_dir, run_id, crash_config, schedule, rng, logs,
                              tool_seconds(runs_dir / "reference" / "trace.jsonl"))
             if run_id == "crash-a":  # the real command line, in a fresh interpreter
