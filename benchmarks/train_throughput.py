@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.long_rows import build_long_rows  # noqa: E402
+from benchmarks.measurement import matmul_peak_gflops  # noqa: E402
 from benchmarks.reference_recipe import FULL_AUTOMATION, run_reference  # noqa: E402
 from benchmarks.sfttrainer_recipe import run_sfttrainer  # noqa: E402
 from tools.data import FlockRecord, load_jsonl  # noqa: E402
@@ -53,20 +54,6 @@ DEMO = ROOT / "tools" / "demo_tasks" / "text2sql"
 TEMPLATE = "qwen1.5"
 RECIPES = ("flock_reference", "sfttrainer", "ours")
 RESULTS = ROOT / "benchmarks" / "results" / "train_throughput.json"
-
-
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 1.5) -> float:
-    """Best sustained n x n matmul rate in GFLOP/s over short timed bursts."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def model_shape(model_spec: str) -> dict[str, int]:
@@ -213,7 +200,8 @@ def main() -> None:
     tokenizer = load_tokenizer(opts.model)
     data = {name: rows for name, rows in datasets(tokenizer, opts).items() if name in opts.datasets.split(",")}
     ours = TrainConfig(epochs=1, checkpoint_every=0)
-    peaks = {"fp32_gflops": matmul_peak_gflops(torch.float32), "bf16_gflops": matmul_peak_gflops(torch.bfloat16)}
+    peaks = {"fp32_gflops": matmul_peak_gflops("float32", seconds=1.5),
+             "bf16_gflops": matmul_peak_gflops("bfloat16", seconds=1.5)}
     shape = model_shape(opts.model)
     print(f"model {opts.model} ({hub_id}); torch threads {torch.get_num_threads()}; matmul peak fp32 "
           f"{peaks['fp32_gflops']:.0f}, bf16 {peaks['bf16_gflops']:.0f} GFLOP/s; ours trains in "
@@ -233,8 +221,8 @@ def main() -> None:
                     out = Path(tmp) / f"{name}-{recipe}-{round_index}"
                     runs[name][recipe].append(run_once(recipe, name, train, examples[name], tokenizer, opts.model,
                                                        hub_id, out, opts, ours))
-        peaks_end = {"fp32_gflops": matmul_peak_gflops(torch.float32),
-                     "bf16_gflops": matmul_peak_gflops(torch.bfloat16)}
+        peaks_end = {"fp32_gflops": matmul_peak_gflops("float32", seconds=1.5),
+                     "bf16_gflops": matmul_peak_gflops("bfloat16", seconds=1.5)}
         for name, (_, heldout) in data.items():
             def score(adapter: Path | None, rows: list[FlockRecord] = heldout) -> float:
                 return flock_score(opts.model, rows, template=TEMPLATE, context_length=opts.context_length,

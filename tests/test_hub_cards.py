@@ -18,12 +18,12 @@ from tools.hub_cards import (
     CardScore,
     DatasetCardInfo,
     TrainingSummary,
-    software_versions,
     write_dataset_folder,
     write_model_card,
 )
 from tools.publish import ADAPTER_CONFIG, ADAPTER_WEIGHTS, DatasetPublisher, HubPublisher, LocalPublisher, PublishError
 from tools.tasks import get_plugin
+from tools.versions import software_versions
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 REPO = "alice/task-7-HuggingFaceTB-SmolLM2-135M-Instruct"

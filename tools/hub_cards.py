@@ -23,7 +23,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tools.data import FlockRecord
-from tools.versions import software_versions
 
 LIBRARY_NAME = "peft"
 DATA_FILE = "data/train-00000-of-00001.parquet"
@@ -291,7 +290,6 @@ __all__ = [
     "TrainingSummary",
     "dataset_rows",
     "model_card_text",
-    "software_versions",
     "write_dataset_folder",
     "write_model_card",
 ]

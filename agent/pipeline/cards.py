@@ -27,13 +27,13 @@ from tools.hub_cards import (
     CardScore,
     DatasetCardInfo,
     TrainingSummary,
-    software_versions,
     write_dataset_folder,
     write_model_card,
 )
 from tools.models import accepted_by_flock_validators
 from tools.publish import DatasetPublisher, HubPublisher, dataset_repo_name
 from tools.train import TrainResult
+from tools.versions import software_versions
 
 logger = logging.getLogger(__name__)
 
